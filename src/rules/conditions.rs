@@ -1,0 +1,105 @@
+//! Evaluating a rule's `match:` conditions against one event.
+
+use jiff::SignedDuration;
+
+use super::engine::{EngineError, Evaluation};
+use super::model::{AttributeTest, Condition, Rule};
+use crate::config::duration::{format_duration, format_signed};
+
+/// Checks every condition in order. The outer error is a failed `when` expression; the inner
+/// one names the first condition that does not hold.
+pub(super) fn check_conditions(rule: &Rule, evaluation: &Evaluation<'_>) -> Result<Result<(), String>, EngineError> {
+    for condition in &rule.conditions {
+        if let Err(failed) = check(rule, condition, evaluation)? {
+            return Ok(Err(failed));
+        }
+    }
+    if !rule.has_explicit_max_age()
+        && let (Some(limit), Some(age)) = (evaluation.generation.defaults.max_event_age, evaluation.age)
+        && exceeds(age, limit)
+    {
+        return Ok(Err(format!(
+            "event age {} exceeds defaults.max_event_age {}",
+            format_signed(age),
+            format_duration(limit)
+        )));
+    }
+    Ok(Ok(()))
+}
+
+fn exceeds(age: SignedDuration, limit: std::time::Duration) -> bool {
+    age > signed(limit)
+}
+
+fn signed(duration: std::time::Duration) -> SignedDuration {
+    SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
+}
+
+fn check(rule: &Rule, condition: &Condition, evaluation: &Evaluation<'_>) -> Result<Result<(), String>, EngineError> {
+    let event = evaluation.event;
+    let result = match condition {
+        Condition::WebhookType(pattern) => {
+            if pattern.matches(&event.webhook_type) {
+                Ok(())
+            } else {
+                Err(format!("type {} does not match {pattern}", event.webhook_type))
+            }
+        }
+        Condition::Status(statuses) => {
+            if statuses.iter().any(|s| *s == event.status) {
+                Ok(())
+            } else if statuses.len() == 1 {
+                Err(format!("status {} is not {}", event.status, statuses[0]))
+            } else {
+                Err(format!("status {} is not one of {}", event.status, statuses.join(", ")))
+            }
+        }
+        Condition::MinAge(limit) => match evaluation.age {
+            None => Err("EventTs is missing, so the event age is unknown".to_string()),
+            Some(age) if age >= signed(*limit) => Ok(()),
+            Some(age) => Err(format!("event age {} is below min_age {}", format_signed(age), format_duration(*limit))),
+        },
+        Condition::MaxAge(limit) => match evaluation.age {
+            None => Err("EventTs is missing, so the event age is unknown".to_string()),
+            Some(age) if exceeds(age, *limit) => Err(format!(
+                "event age {} exceeds max_age {}",
+                format_signed(age),
+                format_duration(*limit)
+            )),
+            Some(_) => Ok(()),
+        },
+        Condition::Present(field) => match evaluation.fields.why_unusable(field) {
+            None => Ok(()),
+            Some(why) => Err(format!("field {field} is not present: {why}")),
+        },
+        Condition::Missing(field) => match evaluation.fields.why_unusable(field) {
+            None => Err(format!("field {field} is present")),
+            Some(_) => Ok(()),
+        },
+        Condition::Attribute { name, test } => match event.attribute(name) {
+            None => Err(format!("attribute {name} is not in the payload")),
+            Some(value) => {
+                let holds = match test {
+                    AttributeTest::Equals(expected) => value == expected,
+                    AttributeTest::OneOf(values) => values.iter().any(|v| v == value),
+                    AttributeTest::Regex(regex) => regex.is_match(value),
+                };
+                if holds { Ok(()) } else { Err(format!("attribute {name} does not hold: {test}")) }
+            }
+        },
+        Condition::When(expression) => {
+            let label = format!("rules/{}/when", rule.name);
+            let value = evaluation
+                .generation
+                .templates
+                .eval(&label, expression, &evaluation.context)
+                .map_err(|error| EngineError { rule: rule.name.clone(), error })?;
+            if value.is_true() {
+                Ok(())
+            } else {
+                Err(format!("when {expression:?} is false"))
+            }
+        }
+    };
+    Ok(result)
+}
