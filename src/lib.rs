@@ -2,10 +2,13 @@
 //! routes them with YAML rules, renders minijinja templates and delivers e-mail, SMS and
 //! outbound webhooks through a durable outbox.
 
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod message;
+pub mod metrics;
+pub mod outbox;
 pub mod phone;
 pub mod rules;
 pub mod server;

@@ -40,7 +40,10 @@ impl FromStr for Region {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let upper = text.trim().to_ascii_uppercase();
-        let id = upper.parse::<country::Id>().ok().filter(|_| upper.len() == 2);
+        let id = upper
+            .parse::<country::Id>()
+            .ok()
+            .filter(|_| upper.len() == 2);
         let bytes = upper.as_bytes();
         id.map(|id| Region {
             id,
@@ -72,7 +75,10 @@ impl fmt::Display for PhoneError {
             PhoneError::Empty => f.write_str("is empty"),
             PhoneError::NotANumber => f.write_str("is not a phone number"),
             PhoneError::Invalid { region, reason } => {
-                write!(f, "is not a valid phone number with default region {region}: {reason}")
+                write!(
+                    f,
+                    "is not a valid phone number with default region {region}: {reason}"
+                )
             }
         }
     }
@@ -141,12 +147,11 @@ fn normalize_uncached(text: &str, region: Region) -> Result<String, PhoneError> 
 }
 
 fn parse_valid(text: &str, region: Region) -> Result<String, PhoneError> {
-    let number: PhoneNumber = phonenumber::parse(Some(region.id), text).map_err(|error| {
-        PhoneError::Invalid {
+    let number: PhoneNumber =
+        phonenumber::parse(Some(region.id), text).map_err(|error| PhoneError::Invalid {
             region,
             reason: error.to_string(),
-        }
-    })?;
+        })?;
     if !phonenumber::is_valid(&number) {
         return Err(PhoneError::Invalid {
             region,
@@ -179,20 +184,32 @@ mod tests {
         assert_eq!(normalize("14155552671", us()), Ok("+14155552671".into()));
         assert_eq!(normalize("(415) 555-2671", us()), Ok("+14155552671".into()));
         assert_eq!(normalize("415.555.2671", us()), Ok("+14155552671".into()));
-        assert_eq!(normalize("+1 415 555 2671", us()), Ok("+14155552671".into()));
+        assert_eq!(
+            normalize("+1 415 555 2671", us()),
+            Ok("+14155552671".into())
+        );
     }
 
     #[test]
     fn international_prefixes_from_us() {
-        assert_eq!(normalize("011 44 7911 123456", us()), Ok("+447911123456".into()));
-        assert_eq!(normalize("0044 7911 123456", us()), Ok("+447911123456".into()));
+        assert_eq!(
+            normalize("011 44 7911 123456", us()),
+            Ok("+447911123456".into())
+        );
+        assert_eq!(
+            normalize("0044 7911 123456", us()),
+            Ok("+447911123456".into())
+        );
     }
 
     #[test]
     fn rejections() {
         assert_eq!(normalize("", us()), Err(PhoneError::Empty));
         assert_eq!(normalize("call me", us()), Err(PhoneError::NotANumber));
-        assert!(matches!(normalize("12345", us()), Err(PhoneError::Invalid { .. })));
+        assert!(matches!(
+            normalize("12345", us()),
+            Err(PhoneError::Invalid { .. })
+        ));
     }
 
     #[test]

@@ -70,12 +70,15 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
             for error in &errors.0 {
                 eprintln!("error: {error}");
             }
-            eprintln!("configuration invalid: fix it before explaining payloads (see herald check)");
+            eprintln!(
+                "configuration invalid: fix it before explaining payloads (see herald check)"
+            );
             return ExitCode::from(EXIT_CONFIG);
         }
     };
 
-    let result = ingest::parse_body(None, &body).and_then(|payload| ingest::decide(&generation, payload, now));
+    let result = ingest::parse_body(None, &body)
+        .and_then(|payload| ingest::decide(&generation, payload, now));
     let output = match (&result, args.format) {
         (Ok((event, decision)), Format::Text) => text_report(event, decision),
         (Ok((event, decision)), Format::Json) => json_report(event, decision),
@@ -83,7 +86,11 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
         (Err(error), Format::Json) => json_rejection(error),
     };
     print!("{output}");
-    if result.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) }
+    if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
 }
 
 fn read_payload(path: &PathBuf) -> Result<Vec<u8>, String> {
@@ -115,7 +122,11 @@ fn text_rejection(error: &IntakeError) -> String {
         }
         IntakeError::Schema(violations) => {
             for violation in violations {
-                let pointer = if violation.pointer.is_empty() { "/" } else { &violation.pointer };
+                let pointer = if violation.pointer.is_empty() {
+                    "/"
+                } else {
+                    &violation.pointer
+                };
                 let _ = writeln!(out, "  {pointer}: {}", violation.message);
             }
         }
@@ -133,7 +144,10 @@ fn json_rejection(error: &IntakeError) -> String {
     if let IntakeError::Schema(violations) = error {
         value["violations"] = json!(violations);
     }
-    format!("{}\n", serde_json::to_string_pretty(&value).unwrap_or_default())
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    )
 }
 
 fn json_report(event: &Event, decision: &Decision) -> String {
@@ -148,14 +162,21 @@ fn json_report(event: &Event, decision: &Decision) -> String {
         },
         "decision": decision,
     });
-    format!("{}\n", serde_json::to_string_pretty(&value).unwrap_or_default())
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    )
 }
 
 fn text_report(event: &Event, decision: &Decision) -> String {
     let mut out = String::new();
     let now = timezone::format_utc(decision.evaluated_at);
     let _ = writeln!(out, "Schema: valid");
-    let _ = write!(out, "Event: {} ID {} status {}", event.webhook_type, event.id, event.status);
+    let _ = write!(
+        out,
+        "Event: {} ID {} status {}",
+        event.webhook_type, event.id, event.status
+    );
     match event.event_ts {
         Some(ts) => {
             let _ = writeln!(
@@ -175,9 +196,21 @@ fn text_report(event: &Event, decision: &Decision) -> String {
     }
 
     let _ = writeln!(out, "\nRules:");
-    let width = decision.rules.iter().map(|r| r.rule.len()).max().unwrap_or(0);
+    let width = decision
+        .rules
+        .iter()
+        .map(|r| r.rule.len())
+        .max()
+        .unwrap_or(0);
     for trace in &decision.rules {
-        let _ = writeln!(out, "  {:<width$}  line {:<4} {}: {}", trace.rule, trace.line, trace.verdict.as_str(), trace.detail);
+        let _ = writeln!(
+            out,
+            "  {:<width$}  line {:<4} {}: {}",
+            trace.rule,
+            trace.line,
+            trace.verdict.as_str(),
+            trace.detail
+        );
     }
 
     if !decision.planned.is_empty() {
@@ -188,7 +221,13 @@ fn text_report(event: &Event, decision: &Decision) -> String {
             InitialState::Pending => "pending".to_string(),
             InitialState::Expired(reason) => format!("expired: {reason}"),
         };
-        let _ = writeln!(out, "  {}. {} via rule {} ({state})", index + 1, delivery.channel, delivery.rule);
+        let _ = writeln!(
+            out,
+            "  {}. {} via rule {} ({state})",
+            index + 1,
+            delivery.channel,
+            delivery.rule
+        );
         let _ = writeln!(out, "     dedupe key: {}", delivery.dedupe_key);
         if let Some(key) = &delivery.supersede_key {
             let _ = writeln!(out, "     supersede key: {key}");
@@ -208,7 +247,11 @@ fn text_report(event: &Event, decision: &Decision) -> String {
     if !decision.skipped.is_empty() {
         let _ = writeln!(out, "\nSkipped:");
         for skip in &decision.skipped {
-            let _ = writeln!(out, "  {} (rule {}): {}", skip.channel, skip.rule, skip.reason);
+            let _ = writeln!(
+                out,
+                "  {} (rule {}): {}",
+                skip.channel, skip.rule, skip.reason
+            );
         }
     }
     for supersession in &decision.supersessions {
@@ -220,11 +263,22 @@ fn text_report(event: &Event, decision: &Decision) -> String {
         );
     }
 
-    let pending = decision.planned.iter().filter(|d| d.state == InitialState::Pending).count();
+    let pending = decision
+        .planned
+        .iter()
+        .filter(|d| d.state == InitialState::Pending)
+        .count();
     let _ = match &decision.nothing_planned {
         Some(reason) => writeln!(out, "\nResult: nothing to send: {reason}"),
-        None if pending == 0 => writeln!(out, "\nResult: nothing to send: every planned delivery has expired"),
-        None => writeln!(out, "\nResult: {pending} deliver{} to send", if pending == 1 { "y" } else { "ies" }),
+        None if pending == 0 => writeln!(
+            out,
+            "\nResult: nothing to send: every planned delivery has expired"
+        ),
+        None => writeln!(
+            out,
+            "\nResult: {pending} deliver{} to send",
+            if pending == 1 { "y" } else { "ies" }
+        ),
     };
     out
 }
@@ -232,7 +286,13 @@ fn text_report(event: &Event, decision: &Decision) -> String {
 fn write_message(out: &mut String, message: &Message) {
     let indent = |text: &str| {
         text.lines()
-            .map(|line| if line.is_empty() { "\n".to_string() } else { format!("       {line}\n") })
+            .map(|line| {
+                if line.is_empty() {
+                    "\n".to_string()
+                } else {
+                    format!("       {line}\n")
+                }
+            })
             .collect::<String>()
     };
     match message {

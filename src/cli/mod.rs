@@ -14,7 +14,11 @@ pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_FAILURE: u8 = 1;
 
 #[derive(Debug, Parser)]
-#[command(name = "herald", version, about = "Notification gateway: webhooks in, e-mail, SMS and webhooks out")]
+#[command(
+    name = "herald",
+    version,
+    about = "Notification gateway: webhooks in, e-mail, SMS and webhooks out"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

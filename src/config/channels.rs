@@ -161,8 +161,21 @@ const DRIVERS: [&str; 4] = ["smtp", "sms", "webhook", "file"];
 /// Settings each driver accepts, besides the common ones.
 fn driver_settings(driver: &str) -> &'static [&'static str] {
     match driver {
-        "smtp" => &["url", "from", "reply_to", "tls_ca_file", "hello_name", "pool_size"],
-        "sms" => &["url", "account_sid", "auth_token", "from", "messaging_service_sid"],
+        "smtp" => &[
+            "url",
+            "from",
+            "reply_to",
+            "tls_ca_file",
+            "hello_name",
+            "pool_size",
+        ],
+        "sms" => &[
+            "url",
+            "account_sid",
+            "auth_token",
+            "from",
+            "messaging_service_sid",
+        ],
         "webhook" => &["url", "headers"],
         "file" => &["directory", "format", "from", "reply_to"],
         _ => &[],
@@ -182,40 +195,65 @@ pub(super) fn check_channel(
     let key = format!("channels.{name}");
     let error_count = errors.len();
     let err = |errors: &mut Vec<ConfigError>, line: u64, sub: &str, message: String| {
-        let key = if sub.is_empty() { key.clone() } else { format!("{key}.{sub}") };
+        let key = if sub.is_empty() {
+            key.clone()
+        } else {
+            format!("{key}.{sub}")
+        };
         errors.push(ConfigError::at(context.file, line, key, message));
     };
 
     if !is_identifier(name) {
-        err(errors, raw.referenced.line(), "", format!(
-            "invalid channel name {name:?}: use lowercase letters, digits, - and _"
-        ));
+        err(
+            errors,
+            raw.referenced.line(),
+            "",
+            format!("invalid channel name {name:?}: use lowercase letters, digits, - and _"),
+        );
     }
 
     let driver = channel.driver.value.as_str();
     if !DRIVERS.contains(&driver) {
-        err(errors, channel.driver.referenced.line(), "driver", format!(
-            "unknown driver {driver:?}: expected one of {}", DRIVERS.join(", ")
-        ));
+        err(
+            errors,
+            channel.driver.referenced.line(),
+            "driver",
+            format!(
+                "unknown driver {driver:?}: expected one of {}",
+                DRIVERS.join(", ")
+            ),
+        );
         return None;
     }
 
     for (setting, line) in present_settings(channel) {
         if !driver_settings(driver).contains(&setting) {
-            err(errors, line, setting, format!(
-                "{setting} is not a setting of driver {driver}; it accepts {} besides driver, on_missing_env, concurrency, rate_limit, timeout and retry",
-                driver_settings(driver).join(", ")
-            ));
+            err(
+                errors,
+                line,
+                setting,
+                format!(
+                    "{setting} is not a setting of driver {driver}; it accepts {} besides driver, on_missing_env, concurrency, rate_limit, timeout and retry",
+                    driver_settings(driver).join(", ")
+                ),
+            );
         }
     }
 
-    let on_missing_env = match channel.on_missing_env.as_ref().map(|s| (s.value.as_str(), s.referenced.line())) {
+    let on_missing_env = match channel
+        .on_missing_env
+        .as_ref()
+        .map(|s| (s.value.as_str(), s.referenced.line()))
+    {
         None | Some(("error", _)) => OnMissingEnv::Error,
         Some(("file", _)) => OnMissingEnv::File,
         Some((other, line)) => {
-            err(errors, line, "on_missing_env", format!(
-                "invalid value {other:?}: expected error (the default) or file"
-            ));
+            err(
+                errors,
+                line,
+                "on_missing_env",
+                format!("invalid value {other:?}: expected error (the default) or file"),
+            );
             OnMissingEnv::Error
         }
     };
@@ -228,14 +266,25 @@ pub(super) fn check_channel(
             Some(format) => match MessageKind::parse(&format.value) {
                 Some(kind) => kind,
                 None => {
-                    err(errors, format.referenced.line(), "format", format!(
-                        "invalid format {:?}: expected email, sms or webhook", format.value
-                    ));
+                    err(
+                        errors,
+                        format.referenced.line(),
+                        "format",
+                        format!(
+                            "invalid format {:?}: expected email, sms or webhook",
+                            format.value
+                        ),
+                    );
                     return None;
                 }
             },
             None => {
-                err(errors, raw.referenced.line(), "format", "missing: a file channel needs format: email, sms or webhook".into());
+                err(
+                    errors,
+                    raw.referenced.line(),
+                    "format",
+                    "missing: a file channel needs format: email, sms or webhook".into(),
+                );
                 return None;
             }
         },
@@ -243,7 +292,10 @@ pub(super) fn check_channel(
 
     // Expand every ${VAR} first, so that one run reports every missing variable.
     let mut missing_env = Vec::new();
-    let mut expand_setting = |setting: &Option<Spanned<String>>, sub: &str, errors: &mut Vec<ConfigError>| -> Option<(String, u64)> {
+    let mut expand_setting = |setting: &Option<Spanned<String>>,
+                              sub: &str,
+                              errors: &mut Vec<ConfigError>|
+     -> Option<(String, u64)> {
         let setting = setting.as_ref()?;
         match expand(&setting.value, context.env) {
             // A setting that expands to nothing, such as ${CA_FILE:-}, counts as not set.
@@ -268,13 +320,22 @@ pub(super) fn check_channel(
     let hello_name = expand_setting(&channel.hello_name, "hello_name", errors);
     let account_sid = expand_setting(&channel.account_sid, "account_sid", errors);
     let auth_token = expand_setting(&channel.auth_token, "auth_token", errors);
-    let messaging_service_sid = expand_setting(&channel.messaging_service_sid, "messaging_service_sid", errors);
+    let messaging_service_sid = expand_setting(
+        &channel.messaging_service_sid,
+        "messaging_service_sid",
+        errors,
+    );
     let directory = expand_setting(&channel.directory, "directory", errors);
     let mut headers = Vec::new();
     if let Some(raw_headers) = &channel.headers {
         for (header, value) in &raw_headers.value {
-            let spanned = Some(Spanned::new(value.clone(), raw_headers.referenced, raw_headers.defined));
-            if let Some((value, _)) = expand_setting(&spanned, &format!("headers.{header}"), errors) {
+            let spanned = Some(Spanned::new(
+                value.clone(),
+                raw_headers.referenced,
+                raw_headers.defined,
+            ));
+            if let Some((value, _)) = expand_setting(&spanned, &format!("headers.{header}"), errors)
+            {
                 headers.push((header.clone(), Secret(value)));
             }
         }
@@ -282,7 +343,10 @@ pub(super) fn check_channel(
 
     let mut use_file_outbox = false;
     if !missing_env.is_empty() {
-        let names: Vec<&str> = missing_env.iter().map(|(name, _, _)| name.as_str()).collect();
+        let names: Vec<&str> = missing_env
+            .iter()
+            .map(|(name, _, _)| name.as_str())
+            .collect();
         match on_missing_env {
             OnMissingEnv::File => {
                 use_file_outbox = true;
@@ -294,9 +358,14 @@ pub(super) fn check_channel(
             }
             OnMissingEnv::Error => {
                 for (variable, sub, line) in &missing_env {
-                    err(errors, *line, sub, format!(
-                        "environment variable {variable} is unset or empty: set it, give a default with ${{{variable}:-value}}, or add on_missing_env: file to write to the file outbox instead"
-                    ));
+                    err(
+                        errors,
+                        *line,
+                        sub,
+                        format!(
+                            "environment variable {variable} is unset or empty: set it, give a default with ${{{variable}:-value}}, or add on_missing_env: file to write to the file outbox instead"
+                        ),
+                    );
                 }
             }
         }
@@ -304,7 +373,12 @@ pub(super) fn check_channel(
 
     let concurrency = match &channel.concurrency {
         Some(value) if value.value == 0 => {
-            err(errors, value.referenced.line(), "concurrency", "must be at least 1".into());
+            err(
+                errors,
+                value.referenced.line(),
+                "concurrency",
+                "must be at least 1".into(),
+            );
             1
         }
         Some(value) => value.value as usize,
@@ -312,16 +386,31 @@ pub(super) fn check_channel(
     };
     let rate_limit = match &channel.rate_limit {
         Some(value) if !(value.value > 0.0 && value.value.is_finite()) => {
-            err(errors, value.referenced.line(), "rate_limit", format!(
-                "invalid rate {}: give messages per second as a positive number, such as 10 or 0.5", value.value
-            ));
+            err(
+                errors,
+                value.referenced.line(),
+                "rate_limit",
+                format!(
+                    "invalid rate {}: give messages per second as a positive number, such as 10 or 0.5",
+                    value.value
+                ),
+            );
             None
         }
         Some(value) => Some(value.value),
         None => None,
     };
-    let timeout = channel.timeout.map(|t| t.as_duration()).unwrap_or(Duration::from_secs(30));
-    let retry = merge_retry(context.default_retry, channel.retry.as_ref(), context.file, &key, errors);
+    let timeout = channel
+        .timeout
+        .map(|t| t.as_duration())
+        .unwrap_or(Duration::from_secs(30));
+    let retry = merge_retry(
+        context.default_retry,
+        channel.retry.as_ref(),
+        context.file,
+        &key,
+        errors,
+    );
 
     let file_settings = |directory: Option<(String, u64)>| FileSettings {
         directory: match directory {
@@ -331,7 +420,11 @@ pub(super) fn check_channel(
     };
 
     let transport = if use_file_outbox || driver == "file" {
-        Transport::File(file_settings(if driver == "file" { directory } else { None }))
+        Transport::File(file_settings(if driver == "file" {
+            directory
+        } else {
+            None
+        }))
     } else {
         match driver {
             "smtp" => {
@@ -341,10 +434,16 @@ pub(super) fn check_channel(
                     }
                     return None;
                 };
-                let pool_size = channel.pool_size.as_ref().map(|p| p.value).unwrap_or(4).max(1);
+                let pool_size = channel
+                    .pool_size
+                    .as_ref()
+                    .map(|p| p.value)
+                    .unwrap_or(4)
+                    .max(1);
                 match parse_smtp_url(&url) {
                     Ok(mut settings) => {
-                        settings.tls_ca_file = tls_ca_file.map(|(path, _)| resolve_path(context.config_dir, &path));
+                        settings.tls_ca_file =
+                            tls_ca_file.map(|(path, _)| resolve_path(context.config_dir, &path));
                         settings.hello_name = hello_name.map(|(name, _)| name);
                         settings.pool_size = pool_size;
                         Transport::Smtp(settings)
@@ -356,13 +455,27 @@ pub(super) fn check_channel(
                 }
             }
             "sms" => {
-                let settings = check_sms(url, account_sid, auth_token, from.clone(), messaging_service_sid, raw.referenced.line(), &missing_env, &mut |line, sub, message| err(errors, line, sub, message));
+                let settings = check_sms(
+                    url,
+                    account_sid,
+                    auth_token,
+                    from.clone(),
+                    messaging_service_sid,
+                    raw.referenced.line(),
+                    &missing_env,
+                    &mut |line, sub, message| err(errors, line, sub, message),
+                );
                 Transport::Sms(settings?)
             }
             _ => {
                 let Some((url, line)) = url else {
                     if !missing_env.iter().any(|(_, sub, _)| sub == "url") {
-                        err(errors, raw.referenced.line(), "url", "missing: a webhook channel needs url".into());
+                        err(
+                            errors,
+                            raw.referenced.line(),
+                            "url",
+                            "missing: a webhook channel needs url".into(),
+                        );
                     }
                     return None;
                 };
@@ -436,11 +549,20 @@ fn present_settings(channel: &RawChannel) -> Vec<(&'static str, u64)> {
     add("reply_to", line(&channel.reply_to));
     add("tls_ca_file", line(&channel.tls_ca_file));
     add("hello_name", line(&channel.hello_name));
-    add("pool_size", channel.pool_size.as_ref().map(|s| s.referenced.line()));
+    add(
+        "pool_size",
+        channel.pool_size.as_ref().map(|s| s.referenced.line()),
+    );
     add("account_sid", line(&channel.account_sid));
     add("auth_token", line(&channel.auth_token));
-    add("messaging_service_sid", line(&channel.messaging_service_sid));
-    add("headers", channel.headers.as_ref().map(|s| s.referenced.line()));
+    add(
+        "messaging_service_sid",
+        line(&channel.messaging_service_sid),
+    );
+    add(
+        "headers",
+        channel.headers.as_ref().map(|s| s.referenced.line()),
+    );
     add("directory", line(&channel.directory));
     add("format", line(&channel.format));
     present
@@ -461,15 +583,28 @@ fn check_sms(
     let mut ok = true;
     let mut require = |value: &Option<(String, u64)>, sub: &str, example: &str| {
         if value.is_none() && !was_missing(sub) {
-            err(channel_line, sub, format!("missing: an sms channel needs {sub}, such as {example}"));
+            err(
+                channel_line,
+                sub,
+                format!("missing: an sms channel needs {sub}, such as {example}"),
+            );
             ok = false;
         }
     };
     require(&url, "url", "https://api.twilio.com");
     require(&account_sid, "account_sid", "${SMS_ACCOUNT_SID}");
     require(&auth_token, "auth_token", "${SMS_AUTH_TOKEN}");
-    if from.is_none() && messaging_service_sid.is_none() && !was_missing("from") && !was_missing("messaging_service_sid") {
-        err(channel_line, "from", "missing: an sms channel needs from (the sender number) or messaging_service_sid".into());
+    if from.is_none()
+        && messaging_service_sid.is_none()
+        && !was_missing("from")
+        && !was_missing("messaging_service_sid")
+    {
+        err(
+            channel_line,
+            "from",
+            "missing: an sms channel needs from (the sender number) or messaging_service_sid"
+                .into(),
+        );
         ok = false;
     }
     if let Some((url, line)) = &url
@@ -508,18 +643,28 @@ fn check_http_url(text: &str, carries_secret: bool) -> Result<(), String> {
                 Ok(())
             }
         }
-        other => Err(format!("invalid URL scheme {other:?}: expected https or http")),
+        other => Err(format!(
+            "invalid URL scheme {other:?}: expected https or http"
+        )),
     }
 }
 
 /// Parses `smtp://[user[:password]@]host[:port][?tls=required|opportunistic|none]` or
 /// `smtps://...`. User and password are percent-decoded.
 pub fn parse_smtp_url(text: &str) -> Result<SmtpSettings, String> {
-    let url = url::Url::parse(text).map_err(|error| format!("invalid SMTP URL: {error}; expected smtp://host:port or smtps://user:password@host"))?;
+    let url = url::Url::parse(text).map_err(|error| {
+        format!(
+            "invalid SMTP URL: {error}; expected smtp://host:port or smtps://user:password@host"
+        )
+    })?;
     let mut security = match url.scheme() {
         "smtp" => SmtpSecurity::Opportunistic,
         "smtps" => SmtpSecurity::Implicit,
-        other => return Err(format!("invalid SMTP URL scheme {other:?}: expected smtp or smtps")),
+        other => {
+            return Err(format!(
+                "invalid SMTP URL scheme {other:?}: expected smtp or smtps"
+            ));
+        }
     };
     for (key, value) in url.query_pairs() {
         match (key.as_ref(), value.as_ref(), security) {
@@ -527,12 +672,20 @@ pub fn parse_smtp_url(text: &str) -> Result<SmtpSettings, String> {
             ("tls", "opportunistic", SmtpSecurity::Opportunistic) => {}
             ("tls", "none", SmtpSecurity::Opportunistic) => security = SmtpSecurity::None,
             ("tls", other, SmtpSecurity::Implicit) => {
-                return Err(format!("tls={other} does not apply to smtps://, which always uses TLS"));
+                return Err(format!(
+                    "tls={other} does not apply to smtps://, which always uses TLS"
+                ));
             }
             ("tls", other, _) => {
-                return Err(format!("invalid tls={other}: expected required, opportunistic or none"));
+                return Err(format!(
+                    "invalid tls={other}: expected required, opportunistic or none"
+                ));
             }
-            (other, _, _) => return Err(format!("unknown SMTP URL parameter {other:?}: the only one is tls")),
+            (other, _, _) => {
+                return Err(format!(
+                    "unknown SMTP URL parameter {other:?}: the only one is tls"
+                ));
+            }
         }
     }
     let host = url
@@ -548,9 +701,13 @@ pub fn parse_smtp_url(text: &str) -> Result<SmtpSettings, String> {
         _ => 25,
     });
     let decode = |part: &str| {
-        percent_decode(part).ok_or_else(|| "the SMTP URL's user or password is not valid percent-encoded UTF-8".to_string())
+        percent_decode(part).ok_or_else(|| {
+            "the SMTP URL's user or password is not valid percent-encoded UTF-8".to_string()
+        })
     };
-    let username = (!url.username().is_empty()).then(|| decode(url.username())).transpose()?;
+    let username = (!url.username().is_empty())
+        .then(|| decode(url.username()))
+        .transpose()?;
     let password = url.password().map(decode).transpose()?.map(Secret);
     if username.is_some() && security == SmtpSecurity::Opportunistic {
         return Err("credentials over opportunistic STARTTLS could be sent unencrypted: add ?tls=required, use smtps://, or ?tls=none for a relay on the same host".into());
@@ -597,7 +754,12 @@ fn merge_retry(
     let mut policy = base.clone();
     if let Some(attempts) = &raw.max_attempts {
         if attempts.value == 0 {
-            errors.push(ConfigError::at(file, attempts.referenced.line(), format!("{key}.retry.max_attempts"), "must be at least 1"));
+            errors.push(ConfigError::at(
+                file,
+                attempts.referenced.line(),
+                format!("{key}.retry.max_attempts"),
+                "must be at least 1",
+            ));
         }
         policy.max_attempts = attempts.value.max(1);
     }
@@ -620,7 +782,11 @@ fn merge_retry(
     policy
 }
 
-pub(super) fn merge_default_retry(raw: Option<&RawRetry>, file: &Path, errors: &mut Vec<ConfigError>) -> RetryPolicy {
+pub(super) fn merge_default_retry(
+    raw: Option<&RawRetry>,
+    file: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> RetryPolicy {
     merge_retry(&RetryPolicy::default(), raw, file, "defaults", errors)
 }
 
@@ -657,7 +823,10 @@ mod tests {
     #[test]
     fn smtp_url_forms() {
         let plain = parse_smtp_url("smtp://127.0.0.1:2525").unwrap();
-        assert_eq!((plain.host.as_str(), plain.port, plain.security), ("127.0.0.1", 2525, SmtpSecurity::Opportunistic));
+        assert_eq!(
+            (plain.host.as_str(), plain.port, plain.security),
+            ("127.0.0.1", 2525, SmtpSecurity::Opportunistic)
+        );
 
         let required = parse_smtp_url("smtp://u%40x:p%2Fw@mail.example?tls=required").unwrap();
         assert_eq!(required.port, 587);
@@ -666,7 +835,10 @@ mod tests {
         assert_eq!(required.password, Some(Secret("p/w".into())));
 
         let implicit = parse_smtp_url("smtps://mail.example").unwrap();
-        assert_eq!((implicit.port, implicit.security), (465, SmtpSecurity::Implicit));
+        assert_eq!(
+            (implicit.port, implicit.security),
+            (465, SmtpSecurity::Implicit)
+        );
 
         let none = parse_smtp_url("smtp://u:p@127.0.0.1:25?tls=none").unwrap();
         assert_eq!(none.security, SmtpSecurity::None);
@@ -674,18 +846,42 @@ mod tests {
 
     #[test]
     fn smtp_url_rejections() {
-        assert!(parse_smtp_url("smtp://u:p@mail.example").unwrap_err().starts_with("credentials over opportunistic STARTTLS"));
-        assert!(parse_smtp_url("http://mail.example").unwrap_err().starts_with("invalid SMTP URL scheme"));
-        assert!(parse_smtp_url("smtp://mail.example?tls=maybe").unwrap_err().starts_with("invalid tls=maybe"));
-        assert!(parse_smtp_url("smtps://mail.example?tls=none").unwrap_err().contains("does not apply"));
-        assert!(parse_smtp_url("smtp://mail.example?port=1").unwrap_err().starts_with("unknown SMTP URL parameter"));
+        assert!(
+            parse_smtp_url("smtp://u:p@mail.example")
+                .unwrap_err()
+                .starts_with("credentials over opportunistic STARTTLS")
+        );
+        assert!(
+            parse_smtp_url("http://mail.example")
+                .unwrap_err()
+                .starts_with("invalid SMTP URL scheme")
+        );
+        assert!(
+            parse_smtp_url("smtp://mail.example?tls=maybe")
+                .unwrap_err()
+                .starts_with("invalid tls=maybe")
+        );
+        assert!(
+            parse_smtp_url("smtps://mail.example?tls=none")
+                .unwrap_err()
+                .contains("does not apply")
+        );
+        assert!(
+            parse_smtp_url("smtp://mail.example?port=1")
+                .unwrap_err()
+                .starts_with("unknown SMTP URL parameter")
+        );
     }
 
     #[test]
     fn http_url_secret_rule() {
         assert!(check_http_url("https://api.example.com", true).is_ok());
         assert!(check_http_url("http://127.0.0.1:8081", true).is_ok());
-        assert!(check_http_url("http://api.example.com", true).unwrap_err().contains("unencrypted"));
+        assert!(
+            check_http_url("http://api.example.com", true)
+                .unwrap_err()
+                .contains("unencrypted")
+        );
         assert!(check_http_url("http://hooks.example.com", false).is_ok());
         assert!(check_http_url("ftp://x", false).is_err());
     }

@@ -38,10 +38,15 @@ impl<'de> Deserialize<'de> for ConfigDuration {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err("invalid duration \"\": expected a number and a unit, such as 30s, 15m, 2h or 7d".into());
+        return Err(
+            "invalid duration \"\": expected a number and a unit, such as 30s, 15m, 2h or 7d"
+                .into(),
+        );
     }
     let invalid = || {
-        format!("invalid duration {text:?}: expected terms such as 30s, 15m, 2h, 7d or 1h30m (units: ms, s, m, h, d)")
+        format!(
+            "invalid duration {text:?}: expected terms such as 30s, 15m, 2h, 7d or 1h30m (units: ms, s, m, h, d)"
+        )
     };
 
     let mut total = Duration::ZERO;

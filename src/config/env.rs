@@ -122,13 +122,20 @@ mod tests {
     #[test]
     fn dollar_escapes_and_plain_dollars() {
         let vars = env(&[]);
-        assert_eq!(expand("a$$b $5", &vars), Ok(Expanded::Value("a$b $5".into())));
+        assert_eq!(
+            expand("a$$b $5", &vars),
+            Ok(Expanded::Value("a$b $5".into()))
+        );
     }
 
     #[test]
     fn malformed_references() {
         let vars = env(&[]);
         assert!(expand("${OPEN", &vars).unwrap_err().starts_with("unclosed"));
-        assert!(expand("${BAD-NAME}", &vars).unwrap_err().starts_with("invalid variable name"));
+        assert!(
+            expand("${BAD-NAME}", &vars)
+                .unwrap_err()
+                .starts_with("invalid variable name")
+        );
     }
 }

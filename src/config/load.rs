@@ -46,7 +46,11 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Generation, ConfigErrors> {
         default_zone: defaults.time_zone.clone(),
     };
     let schemas = Schemas::load(&options.config_dir.join("schemas"), &mut errors);
-    let mut templates = Templates::load(&options.config_dir.join("templates"), &filter_settings, &mut errors);
+    let mut templates = Templates::load(
+        &options.config_dir.join("templates"),
+        &filter_settings,
+        &mut errors,
+    );
 
     let vars = check_vars(&rules_path, &raw.vars, options.env, &mut errors);
     let mut notices = Vec::new();
@@ -59,7 +63,13 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Generation, ConfigErrors> {
     };
     let mut channel_configs = BTreeMap::new();
     for (name, raw_channel) in &raw.channels {
-        if let Some(channel) = channels::check_channel(name, raw_channel, &channel_context, &mut errors, &mut notices) {
+        if let Some(channel) = channels::check_channel(
+            name,
+            raw_channel,
+            &channel_context,
+            &mut errors,
+            &mut notices,
+        ) {
             channel_configs.insert(name.clone(), channel);
         }
     }
@@ -104,9 +114,12 @@ fn check_vars(
         let key = format!("vars.{name}");
         let line = value.referenced.line();
         if !super::channels::is_identifier(name) {
-            errors.push(ConfigError::at(path, line, key.clone(), format!(
-                "invalid variable name {name:?}: use lowercase letters, digits, - and _"
-            )));
+            errors.push(ConfigError::at(
+                path,
+                line,
+                key.clone(),
+                format!("invalid variable name {name:?}: use lowercase letters, digits, - and _"),
+            ));
         }
         match super::env::expand(&value.value, env) {
             Ok(super::env::Expanded::Value(text)) => {
@@ -130,13 +143,19 @@ fn read_rules_file(path: &Path) -> Result<RawRulesFile, ConfigError> {
         ConfigError::file(path, format!("cannot read: {error}; pass --config-dir with the folder that holds rules.yaml, templates/ and schemas/"))
     })?;
     if text.trim().is_empty() {
-        return Err(ConfigError::file(path, "the file is empty: it needs channels and rules (an empty file is never read as \"no rules\")"));
+        return Err(ConfigError::file(
+            path,
+            "the file is empty: it needs channels and rules (an empty file is never read as \"no rules\")",
+        ));
     }
     serde_saphyr::from_str::<RawRulesFile>(&text).map_err(|error| yaml_error(path, &error))
 }
 
 fn yaml_error(path: &Path, error: &serde_saphyr::Error) -> ConfigError {
-    let line = error.location().map(|location| location.line()).unwrap_or(0);
+    let line = error
+        .location()
+        .map(|location| location.line())
+        .unwrap_or(0);
     let text = error.to_string();
     // serde-saphyr prefixes its message with the location, which ConfigError prints itself.
     let message = text
@@ -150,27 +169,46 @@ fn yaml_error(path: &Path, error: &serde_saphyr::Error) -> ConfigError {
 fn check_defaults(path: &Path, raw: &RawDefaults, errors: &mut Vec<ConfigError>) -> Defaults {
     let phone_region = match &raw.phone_region {
         Some(region) => region.value.parse::<Region>().unwrap_or_else(|message| {
-            errors.push(ConfigError::at(path, region.referenced.line(), "defaults.phone_region", message));
+            errors.push(ConfigError::at(
+                path,
+                region.referenced.line(),
+                "defaults.phone_region",
+                message,
+            ));
             default_region()
         }),
         None => default_region(),
     };
     let time_zone = match &raw.time_zone {
         Some(zone) => timezone::resolve(&zone.value).unwrap_or_else(|message| {
-            errors.push(ConfigError::at(path, zone.referenced.line(), "defaults.time_zone", message));
+            errors.push(ConfigError::at(
+                path,
+                zone.referenced.line(),
+                "defaults.time_zone",
+                message,
+            ));
             utc()
         }),
         None => utc(),
     };
-    let locale = raw.locale.as_ref().map(|l| crate::templates::normalize_locale(&l.value));
+    let locale = raw
+        .locale
+        .as_ref()
+        .map(|l| crate::templates::normalize_locale(&l.value));
     let retry = channels::merge_default_retry(raw.retry.as_ref(), path, errors);
     Defaults {
         phone_region,
         time_zone,
         locale,
         max_event_age: raw.max_event_age.map(|d| d.as_duration()),
-        dedupe_window: raw.dedupe_window.map(|d| d.as_duration()).unwrap_or(Duration::from_secs(7 * 86_400)),
-        retention: raw.retention.map(|d| d.as_duration()).unwrap_or(Duration::from_secs(30 * 86_400)),
+        dedupe_window: raw
+            .dedupe_window
+            .map(|d| d.as_duration())
+            .unwrap_or(Duration::from_secs(7 * 86_400)),
+        retention: raw
+            .retention
+            .map(|d| d.as_duration())
+            .unwrap_or(Duration::from_secs(30 * 86_400)),
         retry,
     }
 }

@@ -43,7 +43,12 @@ impl ConfigError {
         }
     }
 
-    pub fn at(file: &Path, line: u64, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub fn at(
+        file: &Path,
+        line: u64,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: file.to_path_buf(),
             line: (line > 0).then_some(line),

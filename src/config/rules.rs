@@ -5,9 +5,9 @@ use std::path::Path;
 
 use serde_saphyr::Spanned;
 
+use super::ConfigError;
 use super::channels::{ChannelConfig, is_identifier, known_names};
 use super::raw::{RawAttributeMatch, RawMatch, RawRule};
-use super::ConfigError;
 use crate::ingest::schema::Schemas;
 use crate::rules::{
     Action, AttributeTest, Condition, FieldMap, QuietAction, QuietHours, Rule, SegmentLimit,
@@ -32,19 +32,32 @@ pub(super) fn check_field_maps(
     for (webhook_type, fields) in raw {
         let line = fields.referenced.line();
         if webhook_type.trim().is_empty() {
-            errors.push(ConfigError::at(file, line, "fields", "a webhook type name is empty"));
+            errors.push(ConfigError::at(
+                file,
+                line,
+                "fields",
+                "a webhook type name is empty",
+            ));
             continue;
         }
         let mut checked = BTreeMap::new();
         for (field, attribute) in &fields.value {
             let key = format!("fields.{webhook_type}.{field}");
             if !is_identifier(field) {
-                errors.push(ConfigError::at(file, attribute.referenced.line(), key.clone(), format!(
-                    "invalid field name {field:?}: use lowercase letters, digits, - and _"
-                )));
+                errors.push(ConfigError::at(
+                    file,
+                    attribute.referenced.line(),
+                    key.clone(),
+                    format!("invalid field name {field:?}: use lowercase letters, digits, - and _"),
+                ));
             }
             if attribute.value.trim().is_empty() {
-                errors.push(ConfigError::at(file, attribute.referenced.line(), key, "the attribute name is empty"));
+                errors.push(ConfigError::at(
+                    file,
+                    attribute.referenced.line(),
+                    key,
+                    "the attribute name is empty",
+                ));
                 continue;
             }
             checked.insert(field.clone(), attribute.value.clone());
@@ -74,11 +87,19 @@ pub(super) fn check_rules(
         let key = format!("rules[{index}]");
         let name = &raw.value.name.value;
         if !is_identifier(name) {
-            errors.push(ConfigError::at(context.file, raw.value.name.referenced.line(), format!("{key}.name"),
-                format!("invalid rule name {name:?}: use lowercase letters, digits, - and _")));
+            errors.push(ConfigError::at(
+                context.file,
+                raw.value.name.referenced.line(),
+                format!("{key}.name"),
+                format!("invalid rule name {name:?}: use lowercase letters, digits, - and _"),
+            ));
         } else if !names.insert(name.clone()) {
-            errors.push(ConfigError::at(context.file, raw.value.name.referenced.line(), format!("{key}.name"),
-                format!("duplicate rule name {name:?}: rule names must be unique")));
+            errors.push(ConfigError::at(
+                context.file,
+                raw.value.name.referenced.line(),
+                format!("{key}.name"),
+                format!("duplicate rule name {name:?}: rule names must be unique"),
+            ));
         }
         if let Some(rule) = check_rule(&key, raw, context, templates, errors) {
             rules.push(rule);
@@ -102,13 +123,37 @@ fn check_rule(
         errors.push(ConfigError::at(file, line, format!("{key}.{sub}"), message));
     };
 
-    let type_pattern = rule.conditions.webhook_type.as_ref().map(|t| TypePattern(t.value.clone()));
-    let field_map_for_type = type_pattern.as_ref().map(|pattern| field_maps_matching(context.field_maps, pattern));
-    let conditions = check_conditions(&rule.conditions, type_pattern.as_ref(), field_map_for_type.as_deref(), context, templates, &mut push);
+    let type_pattern = rule
+        .conditions
+        .webhook_type
+        .as_ref()
+        .map(|t| TypePattern(t.value.clone()));
+    let field_map_for_type = type_pattern
+        .as_ref()
+        .map(|pattern| field_maps_matching(context.field_maps, pattern));
+    let conditions = check_conditions(
+        &rule.conditions,
+        type_pattern.as_ref(),
+        field_map_for_type.as_deref(),
+        context,
+        templates,
+        &mut push,
+    );
 
-    let action_count = [rule.send.is_some(), rule.first_of.is_some(), rule.drop.is_some()].iter().filter(|x| **x).count();
+    let action_count = [
+        rule.send.is_some(),
+        rule.first_of.is_some(),
+        rule.drop.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if action_count != 1 {
-        push(line, "send", "a rule needs exactly one of send, first_of or drop".into());
+        push(
+            line,
+            "send",
+            "a rule needs exactly one of send, first_of or drop".into(),
+        );
         return None;
     }
     let action = if let Some(reason) = &rule.drop {
@@ -124,7 +169,11 @@ fn check_rule(
             (rule.locale.is_some(), "locale"),
         ] {
             if present {
-                push(line, name, format!("{name} has no effect on a rule that drops: remove it"));
+                push(
+                    line,
+                    name,
+                    format!("{name} has no effect on a rule that drops: remove it"),
+                );
             }
         }
         Action::Drop(reason.value.trim().to_string())
@@ -134,18 +183,35 @@ fn check_rule(
             (_, Some(list)) => (list, "first_of", true),
             _ => unreachable!("exactly one action was checked above"),
         };
-        let channels = check_channel_list(list, sub, context, field_map_for_type.as_deref(), &mut push);
-        if first_of { Action::FirstOf(channels) } else { Action::Send(channels) }
+        let channels =
+            check_channel_list(list, sub, context, field_map_for_type.as_deref(), &mut push);
+        if first_of {
+            Action::FirstOf(channels)
+        } else {
+            Action::Send(channels)
+        }
     };
 
     let template = match (&action, &rule.template) {
         (Action::Drop(_), _) => None,
         (_, None) => {
-            push(line, "template", "missing: a rule that sends needs template, the name of a folder under templates/".into());
+            push(
+                line,
+                "template",
+                "missing: a rule that sends needs template, the name of a folder under templates/"
+                    .into(),
+            );
             None
         }
         (Action::Send(channels) | Action::FirstOf(channels), Some(template)) => {
-            check_template_parts(&template.value, template.referenced.line(), channels, context, templates, &mut push);
+            check_template_parts(
+                &template.value,
+                template.referenced.line(),
+                channels,
+                context,
+                templates,
+                &mut push,
+            );
             Some(template.value.clone())
         }
     };
@@ -153,26 +219,55 @@ fn check_rule(
     if let Some(expression) = &rule.not_after
         && let Err(message) = templates.check_expression(&expression.value)
     {
-        push(expression.referenced.line(), "not_after", format!("invalid expression: {message}"));
+        push(
+            expression.referenced.line(),
+            "not_after",
+            format!("invalid expression: {message}"),
+        );
     }
-    let dedupe_key = inline_template(templates, &rule.name.value, "dedupe_key", rule.dedupe_key.as_ref(), &mut push);
-    let supersede_key = inline_template(templates, &rule.name.value, "supersede_key", rule.supersede_key.as_ref(), &mut push);
+    let dedupe_key = inline_template(
+        templates,
+        &rule.name.value,
+        "dedupe_key",
+        rule.dedupe_key.as_ref(),
+        &mut push,
+    );
+    let supersede_key = inline_template(
+        templates,
+        &rule.name.value,
+        "supersede_key",
+        rule.supersede_key.as_ref(),
+        &mut push,
+    );
     let supersedes = rule.supersedes.as_ref().and_then(|mode| {
         let parsed = SupersedeMode::parse(&mode.value);
         if parsed.is_none() {
-            push(mode.referenced.line(), "supersedes", format!(
-                "invalid value {:?}: expected same_session, other_session or all", mode.value
-            ));
+            push(
+                mode.referenced.line(),
+                "supersedes",
+                format!(
+                    "invalid value {:?}: expected same_session, other_session or all",
+                    mode.value
+                ),
+            );
         }
         if rule.supersede_key.is_none() {
-            push(mode.referenced.line(), "supersedes", "needs supersede_key, which says which deliveries belong together".into());
+            push(
+                mode.referenced.line(),
+                "supersedes",
+                "needs supersede_key, which says which deliveries belong together".into(),
+            );
         }
         parsed
     });
     let locale = rule.locale.as_ref().map(|locale| {
         let normalized = crate::templates::normalize_locale(&locale.value);
         if normalized.is_empty() {
-            push(locale.referenced.line(), "locale", "the locale is empty".into());
+            push(
+                locale.referenced.line(),
+                "locale",
+                "the locale is empty".into(),
+            );
         }
         normalized
     });
@@ -204,16 +299,28 @@ fn check_rule(
         let policy = limit.value.policy.parse().ok();
         match (limit.value.max_segments, policy) {
             (0, _) => {
-                push(limit.referenced.line(), "sms_segment_limit.max_segments", "must be at least 1".into());
+                push(
+                    limit.referenced.line(),
+                    "sms_segment_limit.max_segments",
+                    "must be at least 1".into(),
+                );
                 None
             }
             (_, None) => {
-                push(limit.referenced.line(), "sms_segment_limit.policy", format!(
-                    "invalid policy {:?}: expected reject, transliterate or truncate", limit.value.policy
-                ));
+                push(
+                    limit.referenced.line(),
+                    "sms_segment_limit.policy",
+                    format!(
+                        "invalid policy {:?}: expected reject, transliterate or truncate",
+                        limit.value.policy
+                    ),
+                );
                 None
             }
-            (max_segments, Some(policy)) => Some(SegmentLimit { max_segments, policy }),
+            (max_segments, Some(policy)) => Some(SegmentLimit {
+                max_segments,
+                policy,
+            }),
         }
     });
 
@@ -248,7 +355,11 @@ fn check_conditions(
     let mut conditions = Vec::new();
     if let (Some(pattern), Some(spanned)) = (type_pattern, &raw.webhook_type) {
         if pattern.0.trim().is_empty() {
-            push(spanned.referenced.line(), "match.type", "the webhook type is empty".into());
+            push(
+                spanned.referenced.line(),
+                "match.type",
+                "the webhook type is empty".into(),
+            );
         }
         conditions.push(Condition::WebhookType(pattern.clone()));
     }
@@ -258,16 +369,25 @@ fn check_conditions(
             super::raw::OneOrMany::Many(many) => many.clone(),
         };
         if statuses.is_empty() {
-            push(status.referenced.line(), "match.status", "the list is empty".into());
+            push(
+                status.referenced.line(),
+                "match.status",
+                "the list is empty".into(),
+            );
         }
         if let Some(pattern) = type_pattern.filter(|p| p.is_exact())
             && let Some(known) = context.schemas.statuses(&pattern.0)
         {
             for value in &statuses {
                 if !known.contains(value) {
-                    push(status.referenced.line(), "match.status", format!(
-                        "unknown status {value:?} for {pattern}: schemas/{pattern}.json allows {}", known.join(", ")
-                    ));
+                    push(
+                        status.referenced.line(),
+                        "match.status",
+                        format!(
+                            "unknown status {value:?} for {pattern}: schemas/{pattern}.json allows {}",
+                            known.join(", ")
+                        ),
+                    );
                 }
             }
         }
@@ -276,7 +396,11 @@ fn check_conditions(
     if let (Some(min), Some(max)) = (&raw.min_age, &raw.max_age)
         && min.value > max.value
     {
-        push(min.referenced.line(), "match.min_age", format!("min_age {} is above max_age {}", min.value, max.value));
+        push(
+            min.referenced.line(),
+            "match.min_age",
+            format!("min_age {} is above max_age {}", min.value, max.value),
+        );
     }
     if let Some(min) = &raw.min_age {
         conditions.push(Condition::MinAge(min.value.as_duration()));
@@ -284,10 +408,20 @@ fn check_conditions(
     if let Some(max) = &raw.max_age {
         conditions.push(Condition::MaxAge(max.value.as_duration()));
     }
-    for (list, sub, present) in [(&raw.present, "match.present", true), (&raw.missing, "match.missing", false)] {
+    for (list, sub, present) in [
+        (&raw.present, "match.present", true),
+        (&raw.missing, "match.missing", false),
+    ] {
         let Some(list) = list else { continue };
         for field in &list.value {
-            check_field_reference(&field.value, field.referenced.line(), sub, type_pattern, field_maps, push);
+            check_field_reference(
+                &field.value,
+                field.referenced.line(),
+                sub,
+                type_pattern,
+                field_maps,
+                push,
+            );
             conditions.push(if present {
                 Condition::Present(field.value.clone())
             } else {
@@ -304,17 +438,28 @@ fn check_conditions(
                 RawAttributeMatch::Regex { regex } => match regex::Regex::new(regex) {
                     Ok(compiled) => AttributeTest::Regex(compiled),
                     Err(error) => {
-                        push(test.referenced.line(), &sub, format!("invalid regex: {error}"));
+                        push(
+                            test.referenced.line(),
+                            &sub,
+                            format!("invalid regex: {error}"),
+                        );
                         continue;
                     }
                 },
             };
-            conditions.push(Condition::Attribute { name: name.clone(), test });
+            conditions.push(Condition::Attribute {
+                name: name.clone(),
+                test,
+            });
         }
     }
     if let Some(when) = &raw.when {
         if let Err(message) = templates.check_expression(&when.value) {
-            push(when.referenced.line(), "match.when", format!("invalid expression: {message}"));
+            push(
+                when.referenced.line(),
+                "match.when",
+                format!("invalid expression: {message}"),
+            );
         }
         conditions.push(Condition::When(when.value.clone()));
     }
@@ -330,21 +475,37 @@ fn check_field_reference(
     push: &mut dyn FnMut(u64, &str, String),
 ) {
     let (Some(pattern), Some(maps)) = (type_pattern, field_maps) else {
-        push(line, sub, format!(
-            "field {field:?} needs the rule to match a type (match.type) so that its field mapping is known"
-        ));
+        push(
+            line,
+            sub,
+            format!(
+                "field {field:?} needs the rule to match a type (match.type) so that its field mapping is known"
+            ),
+        );
         return;
     };
     if maps.is_empty() {
-        push(line, sub, format!("no entry under fields: maps webhook type {pattern}, so field {field:?} is unknown"));
+        push(
+            line,
+            sub,
+            format!(
+                "no entry under fields: maps webhook type {pattern}, so field {field:?} is unknown"
+            ),
+        );
         return;
     }
     for map in maps {
         if !map.fields.contains_key(field) {
             let known: Vec<&str> = map.fields.keys().map(String::as_str).collect();
-            push(line, sub, format!(
-                "unknown field {field:?}: fields.{} maps {}", map.pattern, known.join(", ")
-            ));
+            push(
+                line,
+                sub,
+                format!(
+                    "unknown field {field:?}: fields.{} maps {}",
+                    map.pattern,
+                    known.join(", ")
+                ),
+            );
         }
     }
 }
@@ -357,28 +518,46 @@ fn check_channel_list(
     push: &mut dyn FnMut(u64, &str, String),
 ) -> Vec<String> {
     if list.value.is_empty() {
-        push(list.referenced.line(), sub, "the channel list is empty".into());
+        push(
+            list.referenced.line(),
+            sub,
+            "the channel list is empty".into(),
+        );
     }
     let mut seen = BTreeSet::new();
     let mut channels = Vec::new();
     for (index, name) in list.value.iter().enumerate() {
         let item = format!("{sub}[{index}]");
         let Some(channel) = context.channels.get(&name.value) else {
-            push(name.referenced.line(), &item, format!(
-                "unknown channel {:?} (known: {})", name.value, known_names(context.channels)
-            ));
+            push(
+                name.referenced.line(),
+                &item,
+                format!(
+                    "unknown channel {:?} (known: {})",
+                    name.value,
+                    known_names(context.channels)
+                ),
+            );
             continue;
         };
         if !seen.insert(name.value.clone()) {
-            push(name.referenced.line(), &item, format!("channel {:?} is listed twice", name.value));
+            push(
+                name.referenced.line(),
+                &item,
+                format!("channel {:?} is listed twice", name.value),
+            );
         }
         if let (Some(contact), Some(maps)) = (channel.kind.contact_field(), field_maps) {
             for map in maps {
                 if !map.fields.contains_key(contact) {
-                    push(name.referenced.line(), &item, format!(
-                        "channel {} sends {} messages, which need field {contact}, but fields.{} does not map it",
-                        channel.name, channel.kind, map.pattern
-                    ));
+                    push(
+                        name.referenced.line(),
+                        &item,
+                        format!(
+                            "channel {} sends {} messages, which need field {contact}, but fields.{} does not map it",
+                            channel.name, channel.kind, map.pattern
+                        ),
+                    );
                 }
             }
         }
@@ -397,19 +576,34 @@ fn check_template_parts(
 ) {
     let Some(set) = templates.set(template) else {
         let known: Vec<&str> = templates.sets().keys().map(String::as_str).collect();
-        push(line, "template", format!(
-            "unknown template {template:?}: no folder templates/{template}/ (known: {})",
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
-        ));
+        push(
+            line,
+            "template",
+            format!(
+                "unknown template {template:?}: no folder templates/{template}/ (known: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        );
         return;
     };
-    for channel in channels.iter().filter_map(|name| context.channels.get(name)) {
+    for channel in channels
+        .iter()
+        .filter_map(|name| context.channels.get(name))
+    {
         for part in required_parts(channel.kind) {
             if !set.has("", *part) {
-                push(line, "template", format!(
-                    "template {template} has no {part}, which channel {} ({} messages) needs: add templates/{template}/{part}",
-                    channel.name, channel.kind
-                ));
+                push(
+                    line,
+                    "template",
+                    format!(
+                        "template {template} has no {part}, which channel {} ({} messages) needs: add templates/{template}/{part}",
+                        channel.name, channel.kind
+                    ),
+                );
             }
         }
     }
@@ -433,14 +627,22 @@ fn inline_template(
 ) -> Option<String> {
     let source = source?;
     if source.value.trim().is_empty() {
-        push(source.referenced.line(), setting, "the template is empty".into());
+        push(
+            source.referenced.line(),
+            setting,
+            "the template is empty".into(),
+        );
         return None;
     }
     let name = format!("rules/{rule}/{setting}");
     match templates.add_inline(&name, &source.value) {
         Ok(()) => Some(name),
         Err(message) => {
-            push(source.referenced.line(), setting, format!("invalid template: {message}"));
+            push(
+                source.referenced.line(),
+                setting,
+                format!("invalid template: {message}"),
+            );
             None
         }
     }
@@ -448,14 +650,23 @@ fn inline_template(
 
 fn field_maps_matching<'a>(maps: &'a [FieldMap], pattern: &TypePattern) -> Vec<&'a FieldMap> {
     if pattern.is_exact() {
-        let exact: Vec<&FieldMap> = maps.iter().filter(|m| m.pattern.is_exact() && m.pattern.0 == pattern.0).collect();
+        let exact: Vec<&FieldMap> = maps
+            .iter()
+            .filter(|m| m.pattern.is_exact() && m.pattern.0 == pattern.0)
+            .collect();
         if !exact.is_empty() {
             return exact;
         }
-        return maps.iter().filter(|m| m.pattern.matches(&pattern.0)).take(1).collect();
+        return maps
+            .iter()
+            .filter(|m| m.pattern.matches(&pattern.0))
+            .take(1)
+            .collect();
     }
     maps.iter()
-        .filter(|m| m.pattern.0 == pattern.0 || (m.pattern.is_exact() && pattern.matches(&m.pattern.0)))
+        .filter(|m| {
+            m.pattern.0 == pattern.0 || (m.pattern.is_exact() && pattern.matches(&m.pattern.0))
+        })
         .collect()
 }
 

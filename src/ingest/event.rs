@@ -82,11 +82,17 @@ fn read_attributes(value: Option<&Value>) -> Result<Vec<Attribute>, String> {
         let name = item
             .get("AttributeName")
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("Attributes[{index}].AttributeName is missing or not a string"))?;
+            .ok_or_else(|| {
+                format!("Attributes[{index}].AttributeName is missing or not a string")
+            })?;
         let value = match item.get("AttributeValue") {
             Some(Value::String(text)) => text.clone(),
             None | Some(Value::Null) => String::new(),
-            Some(_) => return Err(format!("Attributes[{index}].AttributeValue ({name}) is not a string")),
+            Some(_) => {
+                return Err(format!(
+                    "Attributes[{index}].AttributeValue ({name}) is not a string"
+                ));
+            }
         };
         if let Some(earlier) = attributes.iter().find(|a| a.name == name) {
             if earlier.value != value {

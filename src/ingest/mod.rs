@@ -20,7 +20,11 @@ pub enum IntakeError {
     /// 415: a content type other than JSON.
     UnsupportedMediaType(String),
     /// 400: the body is not UTF-8 JSON.
-    InvalidJson { message: String, line: usize, column: usize },
+    InvalidJson {
+        message: String,
+        line: usize,
+        column: usize,
+    },
     /// 422: the payload violates a schema.
     Schema(Vec<Violation>),
     /// 422: the payload passed the schemas but cannot be read as an event.
@@ -36,7 +40,9 @@ impl fmt::Display for IntakeError {
                 f,
                 "unsupported content type {found:?}: send the webhook as application/json"
             ),
-            IntakeError::InvalidJson { message, .. } => write!(f, "the body is not valid JSON: {message}"),
+            IntakeError::InvalidJson { message, .. } => {
+                write!(f, "the body is not valid JSON: {message}")
+            }
             IntakeError::Schema(violations) => write!(
                 f,
                 "the payload does not match its schema ({} error{})",
@@ -44,7 +50,9 @@ impl fmt::Display for IntakeError {
                 if violations.len() == 1 { "" } else { "s" }
             ),
             IntakeError::InvalidEvent(message) => write!(f, "invalid event: {message}"),
-            IntakeError::Engine(error) => write!(f, "cannot render the messages for this event: {error}"),
+            IntakeError::Engine(error) => {
+                write!(f, "cannot render the messages for this event: {error}")
+            }
         }
     }
 }
@@ -79,7 +87,8 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, Inta
 fn is_json_content_type(value: &str) -> bool {
     let mut parts = value.split(';');
     let media_type = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-    let json = media_type == "application/json" || (media_type.starts_with("application/") && media_type.ends_with("+json"));
+    let json = media_type == "application/json"
+        || (media_type.starts_with("application/") && media_type.ends_with("+json"));
     let charset_ok = parts.all(|parameter| match parameter.split_once('=') {
         Some((name, charset)) if name.trim().eq_ignore_ascii_case("charset") => {
             let charset = charset.trim().trim_matches('"');
@@ -91,8 +100,15 @@ fn is_json_content_type(value: &str) -> bool {
 }
 
 /// Checks a payload against the schemas and runs it through the rules.
-pub fn decide(generation: &Generation, payload: Value, now: Timestamp) -> Result<(Event, Decision), IntakeError> {
-    generation.schemas.validate(&payload).map_err(IntakeError::Schema)?;
+pub fn decide(
+    generation: &Generation,
+    payload: Value,
+    now: Timestamp,
+) -> Result<(Event, Decision), IntakeError> {
+    generation
+        .schemas
+        .validate(&payload)
+        .map_err(IntakeError::Schema)?;
     let event = Event::from_payload(payload).map_err(IntakeError::InvalidEvent)?;
     let decision = rules::evaluate(generation, &event, now).map_err(IntakeError::Engine)?;
     Ok((event, decision))
@@ -121,7 +137,9 @@ mod tests {
 
     #[test]
     fn invalid_json_has_position() {
-        let Err(IntakeError::InvalidJson { line, column, .. }) = parse_body(Some("application/json"), b"{\n  \"a\": }") else {
+        let Err(IntakeError::InvalidJson { line, column, .. }) =
+            parse_body(Some("application/json"), b"{\n  \"a\": }")
+        else {
             panic!("expected InvalidJson");
         };
         assert_eq!((line, column), (2, 8));

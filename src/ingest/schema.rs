@@ -47,7 +47,9 @@ impl std::fmt::Debug for Schemas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut types: Vec<&String> = self.by_type.keys().collect();
         types.sort();
-        f.debug_struct("Schemas").field("types", &types).finish_non_exhaustive()
+        f.debug_struct("Schemas")
+            .field("types", &types)
+            .finish_non_exhaustive()
     }
 }
 
@@ -55,9 +57,15 @@ impl Schemas {
     /// Loads every schema in `dir`; `envelope.json` is required.
     pub fn load(dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Schemas> {
         let mut entries: Vec<_> = match fs::read_dir(dir) {
-            Ok(read) => read.filter_map(Result::ok).map(|entry| entry.path()).collect(),
+            Ok(read) => read
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .collect(),
             Err(error) => {
-                errors.push(ConfigError::file(dir, format!("cannot read the schemas folder: {error}")));
+                errors.push(ConfigError::file(
+                    dir,
+                    format!("cannot read the schemas folder: {error}"),
+                ));
                 return None;
             }
         };
@@ -66,15 +74,22 @@ impl Schemas {
         let mut envelope = None;
         let mut by_type = HashMap::new();
         for path in entries {
-            let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
             if file_name.starts_with('.') {
                 continue;
             }
             let Some(stem) = file_name.strip_suffix(".json") else {
-                errors.push(ConfigError::file(&path, "unexpected file: the schemas folder holds only .json files"));
+                errors.push(ConfigError::file(
+                    &path,
+                    "unexpected file: the schemas folder holds only .json files",
+                ));
                 continue;
             };
-            let Some((source, validator)) = compile_file(&path, errors) else { continue };
+            let Some((source, validator)) = compile_file(&path, errors) else {
+                continue;
+            };
             if file_name == ENVELOPE_FILE {
                 envelope = Some((source, validator));
                 continue;
@@ -82,7 +97,12 @@ impl Schemas {
             let statuses = source
                 .pointer("/properties/Status/enum")
                 .and_then(Value::as_array)
-                .map(|values| values.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+                .map(|values| {
+                    values
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                });
             let examples = source
                 .get("examples")
                 .and_then(Value::as_array)
@@ -90,26 +110,50 @@ impl Schemas {
                 .unwrap_or_default();
             for (index, example) in examples.iter().enumerate() {
                 if let Err(violations) = check(&validator, &source, example) {
-                    errors.push(ConfigError::file(&path, format!(
-                        "examples[{index}] does not satisfy its own schema: {}",
-                        violations.iter().map(|v| format!("{} {}", v.pointer, v.message)).collect::<Vec<_>>().join("; ")
-                    )));
+                    errors.push(ConfigError::file(
+                        &path,
+                        format!(
+                            "examples[{index}] does not satisfy its own schema: {}",
+                            violations
+                                .iter()
+                                .map(|v| format!("{} {}", v.pointer, v.message))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        ),
+                    ));
                 }
             }
-            by_type.insert(stem.to_string(), TypeSchema { source, validator, statuses, examples });
+            by_type.insert(
+                stem.to_string(),
+                TypeSchema {
+                    source,
+                    validator,
+                    statuses,
+                    examples,
+                },
+            );
         }
 
         let Some((envelope_source, envelope)) = envelope else {
-            errors.push(ConfigError::file(&dir.join(ENVELOPE_FILE), "missing: every webhook is checked against schemas/envelope.json"));
+            errors.push(ConfigError::file(
+                &dir.join(ENVELOPE_FILE),
+                "missing: every webhook is checked against schemas/envelope.json",
+            ));
             return None;
         };
-        Some(Schemas { envelope_source, envelope, by_type })
+        Some(Schemas {
+            envelope_source,
+            envelope,
+            by_type,
+        })
     }
 
     /// Checks a payload against the envelope and, when the type has one, its own schema.
     /// All violations of both are returned.
     pub fn validate(&self, payload: &Value) -> Result<(), Vec<Violation>> {
-        let mut violations = check(&self.envelope, &self.envelope_source, payload).err().unwrap_or_default();
+        let mut violations = check(&self.envelope, &self.envelope_source, payload)
+            .err()
+            .unwrap_or_default();
         let webhook_type = payload.get("WebhookType").and_then(Value::as_str);
         if let Some(schema) = webhook_type.and_then(|t| self.by_type.get(t))
             && let Err(more) = check(&schema.validator, &schema.source, payload)
@@ -121,7 +165,11 @@ impl Schemas {
             }
         }
         violations.truncate(MAX_VIOLATIONS);
-        if violations.is_empty() { Ok(()) } else { Err(violations) }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(violations)
+        }
     }
 
     pub fn type_count(&self) -> usize {
@@ -160,14 +208,24 @@ fn compile_file(path: &Path, errors: &mut Vec<ConfigError>) -> Option<(Value, Va
     let source: Value = match serde_json::from_str(&text) {
         Ok(value) => value,
         Err(error) => {
-            errors.push(ConfigError::at(path, error.line() as u64, "", format!("invalid JSON: {error}")));
+            errors.push(ConfigError::at(
+                path,
+                error.line() as u64,
+                "",
+                format!("invalid JSON: {error}"),
+            ));
             return None;
         }
     };
     match compile(&source) {
         Ok(validator) => Some((source, validator)),
         Err(error) => {
-            errors.push(ConfigError::at(path, 0, error.schema_path().as_str(), format!("invalid schema: {error}")));
+            errors.push(ConfigError::at(
+                path,
+                0,
+                error.schema_path().as_str(),
+                format!("invalid schema: {error}"),
+            ));
             None
         }
     }
@@ -177,7 +235,9 @@ fn compile_file(path: &Path, errors: &mut Vec<ConfigError>) -> Option<(Value, Va
 pub fn compile(source: &Value) -> Result<Validator, ValidationError<'static>> {
     jsonschema::options()
         .should_validate_formats(true)
-        .with_format(DATE_TIME_UTC, |text: &str| timezone::parse_timestamp(text).is_ok())
+        .with_format(DATE_TIME_UTC, |text: &str| {
+            timezone::parse_timestamp(text).is_ok()
+        })
         .with_pattern_options(jsonschema::PatternOptions::regex())
         .build(source)
 }
@@ -188,7 +248,11 @@ fn check(validator: &Validator, source: &Value, payload: &Value) -> Result<(), V
         .take(MAX_VIOLATIONS)
         .map(|error| describe(&error, source, payload))
         .collect();
-    if violations.is_empty() { Ok(()) } else { Err(violations) }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(violations)
+    }
 }
 
 /// Words a violation so that an operator can act on it without reading the schema. Values
@@ -199,7 +263,9 @@ fn describe(error: &ValidationError<'_>, source: &Value, payload: &Value) -> Vio
     let message = match error.kind() {
         ValidationErrorKind::Format { format } if format == DATE_TIME_UTC => format!(
             "{} is not a UTC date and time such as 2019-06-26T18:45:00",
-            attribute.map(|a| format!("attribute {a}")).unwrap_or_else(|| "value".into())
+            attribute
+                .map(|a| format!("attribute {a}"))
+                .unwrap_or_else(|| "value".into())
         ),
         ValidationErrorKind::Contains => match required_attribute(error, source) {
             Some(name) => format!("required attribute {name} is missing"),
@@ -218,7 +284,9 @@ fn attribute_name_at(pointer: &str, payload: &Value) -> Option<String> {
     let rest = pointer.strip_prefix("/Attributes/")?;
     let index = rest.split('/').next()?;
     let item = payload.pointer(&format!("/Attributes/{index}"))?;
-    item.get("AttributeName").and_then(Value::as_str).map(str::to_string)
+    item.get("AttributeName")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// For a failed `contains` whose subschema pins `AttributeName` with `const`, that name.

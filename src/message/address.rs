@@ -26,8 +26,8 @@ pub fn normalize_address(text: &str) -> Result<String, String> {
     if !local.is_ascii() {
         return Err("has a non-ASCII local part, which needs SMTPUTF8".into());
     }
-    let ascii_domain = idna::domain_to_ascii(domain)
-        .map_err(|_| "has an invalid domain".to_string())?;
+    let ascii_domain =
+        idna::domain_to_ascii(domain).map_err(|_| "has an invalid domain".to_string())?;
     if !ascii_domain.contains('.') && !ascii_domain.starts_with('[') {
         return Err("has a domain without a dot".into());
     }
@@ -58,7 +58,8 @@ pub fn clean_header_text(text: &str) -> String {
 /// Builds a mailbox from a display name and a normalized address. The name is cleaned of
 /// control characters; lettre encodes it per RFC 2047 when it is not plain ASCII.
 pub fn mailbox(name: Option<&str>, address: &str) -> Result<Mailbox, String> {
-    let address = Address::from_str(address).map_err(|_| "is not a valid e-mail address".to_string())?;
+    let address =
+        Address::from_str(address).map_err(|_| "is not a valid e-mail address".to_string())?;
     let name = name.map(clean_header_text).filter(|n| !n.is_empty());
     Ok(Mailbox::new(name, address))
 }
@@ -69,7 +70,10 @@ pub fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
     let (name, address) = match (trimmed.rfind('<'), trimmed.ends_with('>')) {
         (Some(open), true) => {
             let name = trimmed[..open].trim().trim_matches('"').trim();
-            (Some(name).filter(|n| !n.is_empty()), &trimmed[open + 1..trimmed.len() - 1])
+            (
+                Some(name).filter(|n| !n.is_empty()),
+                &trimmed[open + 1..trimmed.len() - 1],
+            )
         }
         _ => (None, trimmed),
     };
@@ -84,33 +88,68 @@ mod tests {
 
     #[test]
     fn idn_domain_becomes_punycode() {
-        assert_eq!(normalize_address("anna@bücher.example"), Ok("anna@xn--bcher-kva.example".into()));
+        assert_eq!(
+            normalize_address("anna@bücher.example"),
+            Ok("anna@xn--bcher-kva.example".into())
+        );
     }
 
     #[test]
     fn plus_addressing_is_kept() {
-        assert_eq!(normalize_address(" perry+visits@example.com "), Ok("perry+visits@example.com".into()));
+        assert_eq!(
+            normalize_address(" perry+visits@example.com "),
+            Ok("perry+visits@example.com".into())
+        );
     }
 
     #[test]
     fn invalid_addresses() {
         assert_eq!(normalize_address(""), Err("is empty".into()));
-        assert_eq!(normalize_address("perry.example.com"), Err("is not an e-mail address (no @)".into()));
-        assert_eq!(normalize_address("a@b\r\nBcc: x@y.com"), Err("contains whitespace or control characters".into()));
-        assert_eq!(normalize_address("josé@example.com"), Err("has a non-ASCII local part, which needs SMTPUTF8".into()));
-        assert_eq!(normalize_address("perry@localhost"), Err("has a domain without a dot".into()));
+        assert_eq!(
+            normalize_address("perry.example.com"),
+            Err("is not an e-mail address (no @)".into())
+        );
+        assert_eq!(
+            normalize_address("a@b\r\nBcc: x@y.com"),
+            Err("contains whitespace or control characters".into())
+        );
+        assert_eq!(
+            normalize_address("josé@example.com"),
+            Err("has a non-ASCII local part, which needs SMTPUTF8".into())
+        );
+        assert_eq!(
+            normalize_address("perry@localhost"),
+            Err("has a domain without a dot".into())
+        );
     }
 
     #[test]
     fn header_text_loses_control_characters() {
-        assert_eq!(clean_header_text("Perry\r\nBcc: x@y.com\0 Public"), "Perry Bcc: x@y.com Public");
+        assert_eq!(
+            clean_header_text("Perry\r\nBcc: x@y.com\0 Public"),
+            "Perry Bcc: x@y.com Public"
+        );
         assert_eq!(clean_header_text("  a \t b  "), "a b");
     }
 
     #[test]
     fn sender_forms() {
-        assert_eq!(parse_mailbox("Clinic <no-reply@clinic.example>").unwrap().to_string(), "Clinic <no-reply@clinic.example>");
-        assert_eq!(parse_mailbox("no-reply@clinic.example").unwrap().to_string(), "no-reply@clinic.example");
-        assert!(parse_mailbox("Clinic <nobody>").unwrap_err().starts_with("invalid sender"));
+        assert_eq!(
+            parse_mailbox("Clinic <no-reply@clinic.example>")
+                .unwrap()
+                .to_string(),
+            "Clinic <no-reply@clinic.example>"
+        );
+        assert_eq!(
+            parse_mailbox("no-reply@clinic.example")
+                .unwrap()
+                .to_string(),
+            "no-reply@clinic.example"
+        );
+        assert!(
+            parse_mailbox("Clinic <nobody>")
+                .unwrap_err()
+                .starts_with("invalid sender")
+        );
     }
 }

@@ -28,13 +28,11 @@ pub fn build(email: &EmailMessage, message_id: &str) -> Result<lettre::Message, 
         .body(email.text.clone());
     let result = match &email.html {
         Some(html) => builder.multipart(
-            MultiPart::alternative()
-                .singlepart(text)
-                .singlepart(
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_HTML)
-                        .body(html.clone()),
-                ),
+            MultiPart::alternative().singlepart(text).singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(html.clone()),
+            ),
         ),
         None => builder.singlepart(text),
     };
@@ -72,15 +70,24 @@ mod tests {
     fn headers_and_parts() {
         let built = build(&sample(), "<herald.a.1@clinic.example>").unwrap();
         let text = String::from_utf8(built.formatted()).unwrap();
-        assert!(text.contains("Message-ID: <herald.a.1@clinic.example>"), "{text}");
+        assert!(
+            text.contains("Message-ID: <herald.a.1@clinic.example>"),
+            "{text}"
+        );
         assert!(text.contains("Date: "), "{text}");
-        assert!(text.contains("Subject: Your visit Bcc: x@evil.example\r\n"), "{text}");
+        assert!(
+            text.contains("Subject: Your visit Bcc: x@evil.example\r\n"),
+            "{text}"
+        );
         assert!(!text.contains("\r\nBcc:"), "{text}");
         assert!(text.contains("multipart/alternative"), "{text}");
     }
 
     #[test]
     fn message_id_uses_sender_domain() {
-        assert_eq!(message_id("abc", 42, "Clinic <no-reply@clinic.example>"), "<herald.abc.42@clinic.example>");
+        assert_eq!(
+            message_id("abc", 42, "Clinic <no-reply@clinic.example>"),
+            "<herald.abc.42@clinic.example>"
+        );
     }
 }

@@ -8,14 +8,18 @@ use crate::config::duration::{format_duration, format_signed};
 
 /// Checks every condition in order. The outer error is a failed `when` expression; the inner
 /// one names the first condition that does not hold.
-pub(super) fn check_conditions(rule: &Rule, evaluation: &Evaluation<'_>) -> Result<Result<(), String>, EngineError> {
+pub(super) fn check_conditions(
+    rule: &Rule,
+    evaluation: &Evaluation<'_>,
+) -> Result<Result<(), String>, EngineError> {
     for condition in &rule.conditions {
         if let Err(failed) = check(rule, condition, evaluation)? {
             return Ok(Err(failed));
         }
     }
     if !rule.has_explicit_max_age()
-        && let (Some(limit), Some(age)) = (evaluation.generation.defaults.max_event_age, evaluation.age)
+        && let (Some(limit), Some(age)) =
+            (evaluation.generation.defaults.max_event_age, evaluation.age)
         && exceeds(age, limit)
     {
         return Ok(Err(format!(
@@ -35,29 +39,44 @@ fn signed(duration: std::time::Duration) -> SignedDuration {
     SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
 }
 
-fn check(rule: &Rule, condition: &Condition, evaluation: &Evaluation<'_>) -> Result<Result<(), String>, EngineError> {
+fn check(
+    rule: &Rule,
+    condition: &Condition,
+    evaluation: &Evaluation<'_>,
+) -> Result<Result<(), String>, EngineError> {
     let event = evaluation.event;
     let result = match condition {
         Condition::WebhookType(pattern) => {
             if pattern.matches(&event.webhook_type) {
                 Ok(())
             } else {
-                Err(format!("type {} does not match {pattern}", event.webhook_type))
+                Err(format!(
+                    "type {} does not match {pattern}",
+                    event.webhook_type
+                ))
             }
         }
         Condition::Status(statuses) => {
-            if statuses.iter().any(|s| *s == event.status) {
+            if statuses.contains(&event.status) {
                 Ok(())
             } else if statuses.len() == 1 {
                 Err(format!("status {} is not {}", event.status, statuses[0]))
             } else {
-                Err(format!("status {} is not one of {}", event.status, statuses.join(", ")))
+                Err(format!(
+                    "status {} is not one of {}",
+                    event.status,
+                    statuses.join(", ")
+                ))
             }
         }
         Condition::MinAge(limit) => match evaluation.age {
             None => Err("EventTs is missing, so the event age is unknown".to_string()),
             Some(age) if age >= signed(*limit) => Ok(()),
-            Some(age) => Err(format!("event age {} is below min_age {}", format_signed(age), format_duration(*limit))),
+            Some(age) => Err(format!(
+                "event age {} is below min_age {}",
+                format_signed(age),
+                format_duration(*limit)
+            )),
         },
         Condition::MaxAge(limit) => match evaluation.age {
             None => Err("EventTs is missing, so the event age is unknown".to_string()),
@@ -84,7 +103,11 @@ fn check(rule: &Rule, condition: &Condition, evaluation: &Evaluation<'_>) -> Res
                     AttributeTest::OneOf(values) => values.iter().any(|v| v == value),
                     AttributeTest::Regex(regex) => regex.is_match(value),
                 };
-                if holds { Ok(()) } else { Err(format!("attribute {name} does not hold: {test}")) }
+                if holds {
+                    Ok(())
+                } else {
+                    Err(format!("attribute {name} does not hold: {test}"))
+                }
             }
         },
         Condition::When(expression) => {
@@ -93,7 +116,10 @@ fn check(rule: &Rule, condition: &Condition, evaluation: &Evaluation<'_>) -> Res
                 .generation
                 .templates
                 .eval(&label, expression, &evaluation.context)
-                .map_err(|error| EngineError { rule: rule.name.clone(), error })?;
+                .map_err(|error| EngineError {
+                    rule: rule.name.clone(),
+                    error,
+                })?;
             if value.is_true() {
                 Ok(())
             } else {

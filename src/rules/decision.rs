@@ -118,6 +118,8 @@ pub struct Decision {
 
 impl Decision {
     pub fn has_pending(&self) -> bool {
-        self.planned.iter().any(|p| p.state == InitialState::Pending)
+        self.planned
+            .iter()
+            .any(|p| p.state == InitialState::Pending)
     }
 }

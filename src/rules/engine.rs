@@ -6,7 +6,9 @@ use minijinja::value::Value;
 use sha2::{Digest, Sha256};
 
 use super::conditions::check_conditions;
-use super::decision::{Decision, InitialState, PlannedDelivery, RuleTrace, SkippedChannel, Supersession, Verdict};
+use super::decision::{
+    Decision, InitialState, PlannedDelivery, RuleTrace, SkippedChannel, Supersession, Verdict,
+};
 use super::fields::{self, Fields};
 use super::model::{Action, Rule};
 use super::render::{RenderedMessage, render_message};
@@ -42,8 +44,16 @@ pub(super) struct Evaluation<'a> {
 }
 
 /// Runs `event` through the rules of `generation` as of `now`.
-pub fn evaluate(generation: &Generation, event: &Event, now: Timestamp) -> Result<Decision, EngineError> {
-    let fields = fields::resolve(event, generation.field_map(&event.webhook_type), &generation.defaults);
+pub fn evaluate(
+    generation: &Generation,
+    event: &Event,
+    now: Timestamp,
+) -> Result<Decision, EngineError> {
+    let fields = fields::resolve(
+        event,
+        generation.field_map(&event.webhook_type),
+        &generation.defaults,
+    );
     let event_key = default_event_key(event, &fields);
     let context = build_context(event, &fields, &generation.vars, now);
     let evaluation = Evaluation {
@@ -73,11 +83,17 @@ pub fn evaluate(generation: &Generation, event: &Event, now: Timestamp) -> Resul
     let mut drop_reason = None;
     for rule in &generation.rules {
         if let Some(earlier) = stopped_by {
-            decision.rules.push(trace(rule, Verdict::NotEvaluated, format!("rule {earlier} matched first and has no continue")));
+            decision.rules.push(trace(
+                rule,
+                Verdict::NotEvaluated,
+                format!("rule {earlier} matched first and has no continue"),
+            ));
             continue;
         }
         if let Err(failed) = check_conditions(rule, &evaluation)? {
-            decision.rules.push(trace(rule, Verdict::NotMatched, failed));
+            decision
+                .rules
+                .push(trace(rule, Verdict::NotMatched, failed));
             continue;
         }
         matched_any = true;
@@ -89,7 +105,12 @@ pub fn evaluate(generation: &Generation, event: &Event, now: Timestamp) -> Resul
     }
 
     if decision.planned.is_empty() {
-        decision.nothing_planned = Some(nothing_planned_reason(&evaluation, &decision, matched_any, drop_reason));
+        decision.nothing_planned = Some(nothing_planned_reason(
+            &evaluation,
+            &decision,
+            matched_any,
+            drop_reason,
+        ));
     }
     Ok(decision)
 }
@@ -127,7 +148,11 @@ fn apply_action(
             .get(name)
             .expect("the loader checked that every channel a rule names exists");
         if first_only && let Some(first) = sent_through.first() {
-            decision.skipped.push(skip(rule, channel, format!("not needed: {first} comes first in first_of and is available")));
+            decision.skipped.push(skip(
+                rule,
+                channel,
+                format!("not needed: {first} comes first in first_of and is available"),
+            ));
             continue;
         }
         if let Some(reason) = unavailable_reason(channel, &evaluation.fields) {
@@ -179,7 +204,11 @@ enum Planned {
     Skipped(String),
 }
 
-fn plan(rule: &Rule, channel: &ChannelConfig, evaluation: &Evaluation<'_>) -> Result<Planned, EngineError> {
+fn plan(
+    rule: &Rule,
+    channel: &ChannelConfig,
+    evaluation: &Evaluation<'_>,
+) -> Result<Planned, EngineError> {
     let RenderedMessage { message, mut notes } = match render_message(rule, channel, evaluation)? {
         Ok(rendered) => rendered,
         Err(reason) => return Ok(Planned::Skipped(reason)),
@@ -201,7 +230,11 @@ fn plan(rule: &Rule, channel: &ChannelConfig, evaluation: &Evaluation<'_>) -> Re
 
     let mut not_before = None;
     if let Some(quiet) = &rule.quiet_hours {
-        let zone = evaluation.fields.zone.as_ref().unwrap_or(&evaluation.generation.defaults.time_zone);
+        let zone = evaluation
+            .fields
+            .zone
+            .as_ref()
+            .unwrap_or(&evaluation.generation.defaults.time_zone);
         match super::quiet::apply(quiet, zone, evaluation.now, not_after) {
             super::quiet::QuietOutcome::Outside => {}
             super::quiet::QuietOutcome::SendAnyway(note) => notes.push(note),
@@ -242,42 +275,73 @@ fn plan(rule: &Rule, channel: &ChannelConfig, evaluation: &Evaluation<'_>) -> Re
     })))
 }
 
-fn render_key(evaluation: &Evaluation<'_>, rule: &Rule, template: &str) -> Result<String, EngineError> {
+fn render_key(
+    evaluation: &Evaluation<'_>,
+    rule: &Rule,
+    template: &str,
+) -> Result<String, EngineError> {
     evaluation
         .generation
         .templates
         .render(template, &evaluation.context)
         .map(|key| key.trim().to_string())
-        .map_err(|error| EngineError { rule: rule.name.clone(), error })
+        .map_err(|error| EngineError {
+            rule: rule.name.clone(),
+            error,
+        })
 }
 
-fn eval_time(evaluation: &Evaluation<'_>, rule: &Rule, setting: &str, expression: &str) -> Result<Timestamp, EngineError> {
+fn eval_time(
+    evaluation: &Evaluation<'_>,
+    rule: &Rule,
+    setting: &str,
+    expression: &str,
+) -> Result<Timestamp, EngineError> {
     let label = format!("rules/{}/{setting}", rule.name);
     let fail = |message: String| EngineError {
         rule: rule.name.clone(),
-        error: RenderError { template: label.clone(), line: None, message },
+        error: RenderError {
+            template: label.clone(),
+            line: None,
+            message,
+        },
     };
     let value = evaluation
         .generation
         .templates
         .eval(&label, expression, &evaluation.context)
-        .map_err(|error| EngineError { rule: rule.name.clone(), error })?;
+        .map_err(|error| EngineError {
+            rule: rule.name.clone(),
+            error,
+        })?;
     let Some(text) = value.as_str() else {
         return Err(fail(format!(
             "the expression {expression:?} gave {}, not a time; it must give a UTC time such as fields.session_time",
-            if value.is_none() || value.is_undefined() { "no value".to_string() } else { value.kind().to_string() }
+            if value.is_none() || value.is_undefined() {
+                "no value".to_string()
+            } else {
+                value.kind().to_string()
+            }
         )));
     };
     timezone::parse_timestamp(text).map_err(fail)
 }
 
-fn nothing_planned_reason(evaluation: &Evaluation<'_>, decision: &Decision, matched_any: bool, drop_reason: Option<String>) -> String {
+fn nothing_planned_reason(
+    evaluation: &Evaluation<'_>,
+    decision: &Decision,
+    matched_any: bool,
+    drop_reason: Option<String>,
+) -> String {
     if let Some(reason) = drop_reason {
         return reason;
     }
     let event = evaluation.event;
     if !matched_any {
-        return format!("no rule matched webhook type {} with status {}", event.webhook_type, event.status);
+        return format!(
+            "no rule matched webhook type {} with status {}",
+            event.webhook_type, event.status
+        );
     }
     if decision.skipped.is_empty() {
         return "the matching rules planned nothing".into();
@@ -299,7 +363,10 @@ pub fn default_event_key(event: &Event, fields: &Fields) -> String {
         &event.id.to_string(),
         event.status.as_str(),
         &event.event_ts.map(timezone::format_utc).unwrap_or_default(),
-        &fields.session_time.map(timezone::format_utc).unwrap_or_default(),
+        &fields
+            .session_time
+            .map(timezone::format_utc)
+            .unwrap_or_default(),
     ] {
         hasher.update(part.as_bytes());
         hasher.update([0]);
@@ -309,7 +376,12 @@ pub fn default_event_key(event: &Event, fields: &Fields) -> String {
 }
 
 /// The variables templates and expressions see.
-fn build_context(event: &Event, fields: &Fields, vars: &std::collections::BTreeMap<String, String>, now: Timestamp) -> Value {
+fn build_context(
+    event: &Event,
+    fields: &Fields,
+    vars: &std::collections::BTreeMap<String, String>,
+    now: Timestamp,
+) -> Value {
     let attributes: serde_json::Map<String, serde_json::Value> = event
         .attributes
         .iter()
@@ -317,11 +389,17 @@ fn build_context(event: &Event, fields: &Fields, vars: &std::collections::BTreeM
         .collect();
     let mut field_values = serde_json::Map::new();
     for name in fields.fields.keys() {
-        let value = fields.value(name).map(|v| serde_json::Value::String(v.to_string())).unwrap_or(serde_json::Value::Null);
+        let value = fields
+            .value(name)
+            .map(|v| serde_json::Value::String(v.to_string()))
+            .unwrap_or(serde_json::Value::Null);
         field_values.insert(name.clone(), value);
     }
     if let Some(zone) = &fields.zone {
-        field_values.insert(super::well_known::TIME_ZONE.into(), serde_json::Value::String(zone.iana.clone()));
+        field_values.insert(
+            super::well_known::TIME_ZONE.into(),
+            serde_json::Value::String(zone.iana.clone()),
+        );
     }
     let context = serde_json::json!({
         "webhook_type": event.webhook_type,

@@ -124,9 +124,9 @@ fn normalize(name: &str, raw: &str, defaults: &Defaults) -> FieldValue {
         },
         well_known::TIME_ZONE => match timezone::resolve(raw) {
             Ok(zone) => FieldValue::Value(zone.iana),
-            Err(_) => FieldValue::Invalid(
-                "is not a known Windows time zone ID or IANA zone name".into(),
-            ),
+            Err(_) => {
+                FieldValue::Invalid("is not a known Windows time zone ID or IANA zone name".into())
+            }
         },
         well_known::SESSION_TIME => match timezone::parse_timestamp(raw) {
             Ok(instant) => FieldValue::Value(timezone::format_utc(instant)),

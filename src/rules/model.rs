@@ -209,7 +209,9 @@ pub struct Rule {
 
 impl Rule {
     pub fn has_explicit_max_age(&self) -> bool {
-        self.conditions.iter().any(|c| matches!(c, Condition::MaxAge(_)))
+        self.conditions
+            .iter()
+            .any(|c| matches!(c, Condition::MaxAge(_)))
     }
 
     pub fn channels(&self) -> &[String] {

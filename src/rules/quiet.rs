@@ -10,14 +10,22 @@ use crate::timezone::{self, Zone};
 pub(super) enum QuietOutcome {
     Outside,
     SendAnyway(String),
-    Deferred { until: Timestamp, note: String },
+    Deferred {
+        until: Timestamp,
+        note: String,
+    },
     Dropped(String),
     /// Deferred past the delivery's expiry, so it will never be sent.
     ExpiresFirst(String),
 }
 
 /// Decides what quiet hours do to a message planned at `now`.
-pub(super) fn apply(quiet: &QuietHours, zone: &Zone, now: Timestamp, not_after: Option<Timestamp>) -> QuietOutcome {
+pub(super) fn apply(
+    quiet: &QuietHours,
+    zone: &Zone,
+    now: Timestamp,
+    not_after: Option<Timestamp>,
+) -> QuietOutcome {
     let local = now.to_zoned(zone.tz.clone());
     let time = local.time();
     let wraps = quiet.start > quiet.end;

@@ -23,14 +23,27 @@ pub(super) fn render_message(
     evaluation: &Evaluation<'_>,
 ) -> Result<Result<RenderedMessage, String>, EngineError> {
     let templates = &evaluation.generation.templates;
-    let set_name = rule.template.as_deref().expect("the loader requires a template on rules that send");
-    let set = templates.set(set_name).expect("the loader checked that the template set exists");
-    let fail = |error: RenderError| EngineError { rule: rule.name.clone(), error };
+    let set_name = rule
+        .template
+        .as_deref()
+        .expect("the loader requires a template on rules that send");
+    let set = templates
+        .set(set_name)
+        .expect("the loader checked that the template set exists");
+    let fail = |error: RenderError| EngineError {
+        rule: rule.name.clone(),
+        error,
+    };
 
     let locale = rule
         .locale
         .clone()
-        .or_else(|| evaluation.fields.value(well_known::LOCALE).map(str::to_string))
+        .or_else(|| {
+            evaluation
+                .fields
+                .value(well_known::LOCALE)
+                .map(str::to_string)
+        })
         .or_else(|| evaluation.generation.defaults.locale.clone());
     let primary = match channel.kind {
         MessageKind::Email => Part::EmailSubject,
@@ -46,7 +59,11 @@ pub(super) fn render_message(
         locale => if variant.is_empty() { locale.clone() } else { Some(variant.to_string()) },
         ..evaluation.context.clone()
     };
-    let render = |part: Part| templates.render(&set.template_name(variant, part), &context).map_err(fail);
+    let render = |part: Part| {
+        templates
+            .render(&set.template_name(variant, part), &context)
+            .map_err(fail)
+    };
 
     let message = match channel.kind {
         MessageKind::Email => {
@@ -55,12 +72,19 @@ pub(super) fn render_message(
                 .value(well_known::EMAIL)
                 .expect("the engine checked that the e-mail field has a value")
                 .to_string();
-            let html = if set.has(variant, Part::EmailHtml) { Some(render(Part::EmailHtml)?) } else { None };
+            let html = if set.has(variant, Part::EmailHtml) {
+                Some(render(Part::EmailHtml)?)
+            } else {
+                None
+            };
             Message::Email(EmailMessage {
                 from: channel.from.clone().unwrap_or_default(),
                 reply_to: channel.reply_to.clone(),
                 to,
-                to_name: evaluation.fields.value(well_known::NAME).map(clean_header_text),
+                to_name: evaluation
+                    .fields
+                    .value(well_known::NAME)
+                    .map(clean_header_text),
                 subject: clean_header_text(&render(Part::EmailSubject)?),
                 text: render(Part::EmailText)?,
                 html,
@@ -75,18 +99,26 @@ pub(super) fn render_message(
             let body = render(Part::Sms)?.trim().to_string();
             let body = match &rule.sms_segment_limit {
                 None => body,
-                Some(limit) => match sms_encoding::enforce_limit(&body, limit.max_segments, limit.policy) {
-                    Ok(LimitOutcome::Fits(_)) => body,
-                    Ok(LimitOutcome::Transliterated { text, .. }) => {
-                        notes.push(format!("transliterated to GSM-7 to fit {} segment(s)", limit.max_segments));
-                        text
+                Some(limit) => {
+                    match sms_encoding::enforce_limit(&body, limit.max_segments, limit.policy) {
+                        Ok(LimitOutcome::Fits(_)) => body,
+                        Ok(LimitOutcome::Transliterated { text, .. }) => {
+                            notes.push(format!(
+                                "transliterated to GSM-7 to fit {} segment(s)",
+                                limit.max_segments
+                            ));
+                            text
+                        }
+                        Ok(LimitOutcome::Truncated { text, .. }) => {
+                            notes.push(format!(
+                                "truncated to fit {} segment(s)",
+                                limit.max_segments
+                            ));
+                            text
+                        }
+                        Err(exceeded) => return Ok(Err(exceeded.to_string())),
                     }
-                    Ok(LimitOutcome::Truncated { text, .. }) => {
-                        notes.push(format!("truncated to fit {} segment(s)", limit.max_segments));
-                        text
-                    }
-                    Err(exceeded) => return Ok(Err(exceeded.to_string())),
-                },
+                }
             };
             let info = sms_encoding::analyze(&body);
             Message::Sms(SmsMessage {
@@ -105,7 +137,9 @@ pub(super) fn render_message(
                     message: format!("the rendered body is not JSON: {error}"),
                 })
             })?;
-            Message::Webhook(WebhookMessage { body: parsed.to_string() })
+            Message::Webhook(WebhookMessage {
+                body: parsed.to_string(),
+            })
         }
     };
     Ok(Ok(RenderedMessage { message, notes }))
@@ -114,7 +148,10 @@ pub(super) fn render_message(
 fn variant_note(set: &TemplateSet, variant: &str, locale: Option<&str>) -> String {
     match (variant, locale) {
         ("", None) => format!("template {}", set.name),
-        ("", Some(locale)) => format!("template {}, default variant (no variant for locale {locale})", set.name),
+        ("", Some(locale)) => format!(
+            "template {}, default variant (no variant for locale {locale})",
+            set.name
+        ),
         (variant, _) => format!("template {}, variant {variant}", set.name),
     }
 }

@@ -45,7 +45,8 @@ pub(super) fn register(env: &mut Environment<'static>, settings: &FilterSettings
                 None => (false, duration.trim().trim_start_matches('+')),
             };
             let amount = parse_duration(text).map_err(invalid)?;
-            let signed = jiff::SignedDuration::try_from(amount).map_err(|e| invalid(e.to_string()))?;
+            let signed =
+                jiff::SignedDuration::try_from(amount).map_err(|e| invalid(e.to_string()))?;
             let shifted = if negative {
                 instant.checked_sub(signed)
             } else {

@@ -40,7 +40,9 @@ pub struct Templates {
 
 impl fmt::Debug for Templates {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Templates").field("sets", &self.sets).finish_non_exhaustive()
+        f.debug_struct("Templates")
+            .field("sets", &self.sets)
+            .finish_non_exhaustive()
     }
 }
 

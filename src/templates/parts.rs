@@ -165,13 +165,12 @@ pub(super) fn load_dir(
             name: name.clone(),
             variants: BTreeMap::new(),
         };
-        load_variant(dir, &path, "", &mut set, env, errors);
+        load_variant(&path, "", &mut set, env, errors);
         sets.insert(name, set);
     }
 }
 
 fn load_variant(
-    root: &Path,
     dir: &Path,
     variant: &str,
     set: &mut TemplateSet,
@@ -181,7 +180,10 @@ fn load_variant(
     let entries = match sorted_entries(dir) {
         Ok(entries) => entries,
         Err(error) => {
-            errors.push(ConfigError::file(dir, format!("cannot read folder: {error}")));
+            errors.push(ConfigError::file(
+                dir,
+                format!("cannot read folder: {error}"),
+            ));
             return;
         }
     };
@@ -200,14 +202,17 @@ fn load_variant(
                 ));
                 continue;
             }
-            load_variant(root, &path, &name, set, env, errors);
+            load_variant(&path, &name, set, env, errors);
             continue;
         }
         let Some(part) = Part::from_file_name(&name) else {
             let expected: Vec<_> = Part::ALL.iter().map(|p| p.file_name()).collect();
             errors.push(ConfigError::file(
                 &path,
-                format!("unknown template file {name:?}: expected one of {}", expected.join(", ")),
+                format!(
+                    "unknown template file {name:?}: expected one of {}",
+                    expected.join(", ")
+                ),
             ));
             continue;
         };
@@ -234,7 +239,10 @@ fn load_partials(
                     }
                 }
             }
-            Err(error) => errors.push(ConfigError::file(path, format!("cannot read folder: {error}"))),
+            Err(error) => errors.push(ConfigError::file(
+                path,
+                format!("cannot read folder: {error}"),
+            )),
         }
         return;
     }
@@ -251,7 +259,10 @@ fn add_file(
     let source = match fs::read_to_string(path) {
         Ok(source) => source,
         Err(error) => {
-            errors.push(ConfigError::file(path, format!("cannot read template: {error}")));
+            errors.push(ConfigError::file(
+                path,
+                format!("cannot read template: {error}"),
+            ));
             return false;
         }
     };

@@ -76,7 +76,9 @@ pub fn parse_timestamp(text: &str) -> Result<Timestamp, String> {
 fn looks_like_timestamp(text: &str) -> bool {
     let bytes = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| {
-        bytes.get(range.clone()).is_some_and(|part| part.iter().all(u8::is_ascii_digit))
+        bytes
+            .get(range.clone())
+            .is_some_and(|part| part.iter().all(u8::is_ascii_digit))
     };
     let shape = bytes.len() >= 19
         && digits(0..4)
@@ -104,8 +106,7 @@ fn looks_like_timestamp(text: &str) -> bool {
     match rest.as_bytes() {
         [] | [b'Z'] | [b'z'] => true,
         [sign, h1, h2, b':', m1, m2] => {
-            (*sign == b'+' || *sign == b'-')
-                && [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit())
+            (*sign == b'+' || *sign == b'-') && [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit())
         }
         _ => false,
     }

@@ -7,8 +7,14 @@ fn local(utc: &str, zone: &str) -> String {
 
 #[test]
 fn windows_ids_map_case_insensitively() {
-    assert_eq!(windows_to_iana("Pacific Standard Time"), Some("America/Los_Angeles"));
-    assert_eq!(windows_to_iana(" pacific standard time "), Some("America/Los_Angeles"));
+    assert_eq!(
+        windows_to_iana("Pacific Standard Time"),
+        Some("America/Los_Angeles")
+    );
+    assert_eq!(
+        windows_to_iana(" pacific standard time "),
+        Some("America/Los_Angeles")
+    );
     assert_eq!(windows_to_iana("Pacific Time"), None);
 }
 
@@ -23,23 +29,40 @@ fn every_windows_id_resolves_in_tzdb() {
 
 #[test]
 fn pacific_daylight_and_standard() {
-    assert_eq!(local("2019-06-26T18:45:00", "Pacific Standard Time"), "2019-06-26 11:45 PDT");
-    assert_eq!(local("2019-12-26T18:45:00", "Pacific Standard Time"), "2019-12-26 10:45 PST");
+    assert_eq!(
+        local("2019-06-26T18:45:00", "Pacific Standard Time"),
+        "2019-06-26 11:45 PDT"
+    );
+    assert_eq!(
+        local("2019-12-26T18:45:00", "Pacific Standard Time"),
+        "2019-12-26 10:45 PST"
+    );
 }
 
 #[test]
 fn arizona_has_no_dst() {
-    assert_eq!(local("2019-06-26T18:45:00", "US Mountain Standard Time"), "2019-06-26 11:45 MST");
-    assert_eq!(local("2019-12-26T18:45:00", "US Mountain Standard Time"), "2019-12-26 11:45 MST");
+    assert_eq!(
+        local("2019-06-26T18:45:00", "US Mountain Standard Time"),
+        "2019-06-26 11:45 MST"
+    );
+    assert_eq!(
+        local("2019-12-26T18:45:00", "US Mountain Standard Time"),
+        "2019-12-26 11:45 MST"
+    );
 }
 
 #[test]
 fn timestamp_shapes() {
     let expected = parse_timestamp("2019-06-14T05:52:01").unwrap();
     assert_eq!(parse_timestamp("2019-06-14T05:52:01Z").unwrap(), expected);
-    assert_eq!(parse_timestamp("2019-06-14T07:52:01+02:00").unwrap(), expected);
     assert_eq!(
-        parse_timestamp("2019-06-14T05:52:01.250").unwrap().subsec_millisecond(),
+        parse_timestamp("2019-06-14T07:52:01+02:00").unwrap(),
+        expected
+    );
+    assert_eq!(
+        parse_timestamp("2019-06-14T05:52:01.250")
+            .unwrap()
+            .subsec_millisecond(),
         250
     );
     assert_eq!(format_utc(expected), "2019-06-14T05:52:01Z");
