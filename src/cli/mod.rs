@@ -1,6 +1,7 @@
 //! The `herald` command line: `serve`, `check`, `explain` and `deliveries`.
 
 mod check;
+mod deliveries;
 mod explain;
 
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ pub enum Command {
     /// Show what herald would do with a payload: schema result, rules, rendered messages.
     /// Nothing is sent or stored.
     Explain(explain::ExplainArgs),
+    /// Inspect and manage deliveries in the outbox: list, show, retry, cancel.
+    Deliveries(deliveries::DeliveriesArgs),
 }
 
 /// Where the configuration lives.
@@ -54,5 +57,6 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => crate::server::run(args),
         Command::Check(args) => check::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Deliveries(args) => deliveries::run(&args),
     }
 }

@@ -40,8 +40,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn delivery(&self, id: i64) -> Result<Option<DeliveryDetail>, StoreError>;
 
-    /// Makes a delivery in a closed state (failed, expired, superseded, cancelled) or a
-    /// pending one due now, with a fresh attempt budget.
+    /// Makes a delivery due now with a fresh attempt budget: a closed one (delivered, failed,
+    /// expired, superseded, cancelled) is sent again, a pending one sooner. A delivery being
+    /// sent is left alone.
     async fn retry(&self, id: i64, now: Timestamp) -> Result<Change, StoreError>;
 
     /// Closes a pending delivery as cancelled.

@@ -122,6 +122,11 @@ pub fn format_utc(timestamp: Timestamp) -> String {
     timestamp.strftime("%Y-%m-%dT%H:%M:%S%.fZ").to_string()
 }
 
+/// Formats an instant as RFC 3339 in UTC, to the second.
+pub fn format_utc_seconds(timestamp: Timestamp) -> String {
+    timestamp.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 /// Renders an instant in a zone with a strftime format (jiff's directives; `%Z` is the
 /// abbreviation in force at that instant, such as PDT or PST).
 pub fn format_local(timestamp: Timestamp, zone: &TimeZone, format: &str) -> Result<String, String> {

@@ -2,5 +2,6 @@
 //! standing in for the SMS provider, all on 127.0.0.1.
 
 mod serve_basics;
+mod store_suite;
 mod support;
 mod support_selftest;

@@ -680,7 +680,7 @@ pub fn retry(connection: &Connection, id: i64, now: Timestamp) -> Result<Change,
     let Some(state) = current_state(connection, id)? else {
         return Ok(Change::NotFound);
     };
-    if matches!(state, DeliveryState::Sending | DeliveryState::Delivered) {
+    if state == DeliveryState::Sending {
         return Ok(Change::NotAllowed(state));
     }
     // The attempt budget restarts: attempts made so far stay in the history, but the counter

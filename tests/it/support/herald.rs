@@ -170,13 +170,25 @@ impl Herald {
             }
             if let Ok(Some(status)) = child.try_wait() {
                 thread::sleep(Duration::from_millis(100));
-                panic!("herald exited with {status} before listening:\n{}", logs.lock().unwrap().join("\n"));
+                panic!(
+                    "herald exited with {status} before listening:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
             }
-            assert!(Instant::now() < deadline, "herald did not start within 30 s:\n{}", logs.lock().unwrap().join("\n"));
+            assert!(
+                Instant::now() < deadline,
+                "herald did not start within 30 s:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        Herald { child, port, logs, client }
+        Herald {
+            child,
+            port,
+            logs,
+            client,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -189,7 +201,8 @@ impl Herald {
 
     /// POSTs a JSON payload to `/webhook`.
     pub async fn post(&self, payload: &Value) -> Reply {
-        self.post_raw(Some("application/json"), payload.to_string().into_bytes()).await
+        self.post_raw(Some("application/json"), payload.to_string().into_bytes())
+            .await
     }
 
     pub async fn post_raw(&self, content_type: Option<&str>, body: Vec<u8>) -> Reply {
@@ -229,12 +242,19 @@ impl Herald {
 
     /// Waits until a log record's `message` equals `message` and it has every field in
     /// `fields`, and returns it. Panics with the log after `timeout`.
-    pub async fn wait_for_log(&self, message: &str, fields: &[(&str, Value)], timeout: Duration) -> Value {
+    pub async fn wait_for_log(
+        &self,
+        message: &str,
+        fields: &[(&str, Value)],
+        timeout: Duration,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let found = self.log_records().into_iter().find(|record| {
                 record.get("message").and_then(Value::as_str) == Some(message)
-                    && fields.iter().all(|(name, value)| record.get(*name) == Some(value))
+                    && fields
+                        .iter()
+                        .all(|(name, value)| record.get(*name) == Some(value))
             });
             if let Some(record) = found {
                 return record;
@@ -263,7 +283,11 @@ impl Herald {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "herald did not exit within {timeout:?}:\n{}", self.logs().join("\n"));
+            assert!(
+                Instant::now() < deadline,
+                "herald did not exit within {timeout:?}:\n{}",
+                self.logs().join("\n")
+            );
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -287,7 +311,12 @@ async fn reply(response: reqwest::Response) -> Reply {
     let headers = response.headers().clone();
     let text = response.text().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply { status, headers, body, text }
+    Reply {
+        status,
+        headers,
+        body,
+        text,
+    }
 }
 
 fn find_listen_port(lines: &[String]) -> Option<u16> {
@@ -296,14 +325,23 @@ fn find_listen_port(lines: &[String]) -> Option<u16> {
         if record.get("message")?.as_str()? != "herald started" {
             return None;
         }
-        record.get("listen")?.as_str()?.rsplit(':').next()?.parse().ok()
+        record
+            .get("listen")?
+            .as_str()?
+            .rsplit(':')
+            .next()?
+            .parse()
+            .ok()
     })
 }
 
 /// Runs `herald` with arguments and returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut command = Command::new(binary());
-    command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     for (name, value) in env {
         command.env(name, value);
     }

@@ -10,7 +10,9 @@ pub fn platform_time(time: Timestamp) -> String {
 }
 
 pub fn minutes_from_now(minutes: i64) -> Timestamp {
-    Timestamp::now().checked_add(SignedDuration::from_mins(minutes)).unwrap()
+    Timestamp::now()
+        .checked_add(SignedDuration::from_mins(minutes))
+        .unwrap()
 }
 
 /// A `NOTIFY_PUBLIC_USER` payload: event now, session `session_in_minutes` from now.
