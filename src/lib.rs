@@ -10,6 +10,7 @@ pub mod message;
 pub mod metrics;
 pub mod outbox;
 pub mod phone;
+pub mod render_check;
 pub mod rules;
 pub mod server;
 pub mod sms_encoding;

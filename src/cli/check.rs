@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use super::{ConfigArgs, EXIT_CONFIG};
 use crate::config::env::ProcessEnv;
 use crate::config::{LoadOptions, load};
+use crate::render_check::{self, Severity};
 
 pub fn run(args: &ConfigArgs) -> ExitCode {
     let options = LoadOptions {
@@ -18,12 +19,28 @@ pub fn run(args: &ConfigArgs) -> ExitCode {
             for notice in &generation.notices {
                 println!("note: {notice}");
             }
+            let findings = render_check::check_examples(&generation);
+            let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+            for finding in &findings {
+                match finding.severity {
+                    Severity::Error => eprintln!("error: {finding}"),
+                    Severity::Warning => println!("warning: {finding}"),
+                }
+            }
+            if errors > 0 {
+                eprintln!(
+                    "configuration invalid: {errors} error{} rendering the schemas' example payloads",
+                    if errors == 1 { "" } else { "s" }
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
             println!(
-                "configuration OK: {} rules, {} channels, {} template sets, {} webhook types with a schema",
+                "configuration OK: {} rules, {} channels, {} template sets, {} webhook types with a schema, {} example payloads rendered",
                 generation.rules.len(),
                 generation.channels.len(),
                 generation.templates.sets().len(),
-                generation.schemas.type_count()
+                generation.schemas.type_count(),
+                generation.schemas.examples().len()
             );
             ExitCode::SUCCESS
         }

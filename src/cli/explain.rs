@@ -191,8 +191,8 @@ fn text_report(event: &Event, decision: &Decision) -> String {
         }
     }
     let _ = writeln!(out, "Event key: {}", decision.event_key);
-    for note in &decision.notes {
-        let _ = writeln!(out, "Note: {note}");
+    for warning in &decision.warnings {
+        let _ = writeln!(out, "Warning: {warning}");
     }
 
     let _ = writeln!(out, "\nRules:");

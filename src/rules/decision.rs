@@ -110,7 +110,9 @@ pub struct Decision {
     pub planned: Vec<PlannedDelivery>,
     pub skipped: Vec<SkippedChannel>,
     pub supersessions: Vec<Supersession>,
-    pub notes: Vec<String>,
+    /// Problems with the payload that did not stop it, such as a time zone fallback; serve
+    /// logs each at WARN. They never contain patient data.
+    pub warnings: Vec<String>,
     /// Why nothing will be sent, when that is the case.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nothing_planned: Option<String>,

@@ -74,7 +74,7 @@ pub fn evaluate(
         planned: Vec::new(),
         skipped: Vec::new(),
         supersessions: Vec::new(),
-        notes: evaluation.fields.notes.clone(),
+        warnings: evaluation.fields.warnings.clone(),
         nothing_planned: None,
     };
 
@@ -213,6 +213,7 @@ fn plan(
         Ok(rendered) => rendered,
         Err(reason) => return Ok(Planned::Skipped(reason)),
     };
+    notes.extend(evaluation.fields.warnings.iter().cloned());
 
     let not_after = match &rule.not_after {
         Some(expression) => Some(eval_time(evaluation, rule, "not_after", expression)?),

@@ -39,8 +39,9 @@ pub struct Fields {
     /// The recipient's zone; the default zone when the payload's is empty or unknown.
     pub zone: Option<Zone>,
     pub session_time: Option<Timestamp>,
-    /// Facts worth recording with the decision, such as a time zone fallback.
-    pub notes: Vec<String>,
+    /// Problems with the payload's values that did not stop the event, such as a time zone
+    /// fallback. None of them contains patient data.
+    pub warnings: Vec<String>,
 }
 
 impl Fields {
@@ -101,7 +102,7 @@ pub fn resolve(event: &Event, map: Option<&FieldMap>, defaults: &Defaults) -> Fi
                     FieldValue::Empty => "is empty".into(),
                     _ => "is not in the payload".into(),
                 };
-                resolved.notes.push(format!(
+                resolved.warnings.push(format!(
                     "time zone fallback: {} {why}; times are shown in the default zone {}",
                     field.attribute, defaults.time_zone.iana
                 ));
@@ -109,7 +110,32 @@ pub fn resolve(event: &Event, map: Option<&FieldMap>, defaults: &Defaults) -> Fi
             }
         },
     };
+    if let Some(warning) = check_local_time(&resolved) {
+        resolved.warnings.push(warning);
+    }
     resolved
+}
+
+/// Compares the payload's local session time with the one computed from the UTC time and
+/// the zone. The computed time is what templates show; a mismatch only warns.
+fn check_local_time(fields: &Fields) -> Option<String> {
+    let utc = fields.session_time?;
+    let zone = fields.zone.as_ref()?;
+    let field = fields.fields.get(well_known::SESSION_TIME_LOCAL)?;
+    let FieldValue::Value(text) = &field.value else {
+        return None;
+    };
+    let given: jiff::civil::DateTime = text.trim_end_matches('Z').parse().ok()?;
+    let computed = utc.to_zoned(zone.tz.clone()).datetime();
+    if given == computed {
+        return None;
+    }
+    let difference = given.duration_since(computed);
+    Some(format!(
+        "{} differs from the session time computed in the recipient's zone by {}; the computed time is used",
+        field.attribute,
+        crate::config::duration::format_signed(difference)
+    ))
 }
 
 fn normalize(name: &str, raw: &str, defaults: &Defaults) -> FieldValue {
@@ -127,6 +153,10 @@ fn normalize(name: &str, raw: &str, defaults: &Defaults) -> FieldValue {
             Err(_) => {
                 FieldValue::Invalid("is not a known Windows time zone ID or IANA zone name".into())
             }
+        },
+        well_known::SESSION_TIME_LOCAL => match raw.trim().parse::<jiff::civil::DateTime>() {
+            Ok(_) => FieldValue::Value(raw.trim().to_string()),
+            Err(_) => FieldValue::Invalid("is not a date and time".into()),
         },
         well_known::SESSION_TIME => match timezone::parse_timestamp(raw) {
             Ok(instant) => FieldValue::Value(timezone::format_utc(instant)),

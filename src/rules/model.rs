@@ -74,6 +74,9 @@ pub mod well_known {
     pub const TIME_ZONE: &str = "time_zone";
     /// The UTC start of the session the event is about.
     pub const SESSION_TIME: &str = "session_time";
+    /// The session start in the recipient's local time, as the payload states it; checked
+    /// against the time computed from `session_time` and `time_zone`.
+    pub const SESSION_TIME_LOCAL: &str = "session_time_local";
     /// The recipient's language tag, which picks a template variant.
     pub const LOCALE: &str = "locale";
 }

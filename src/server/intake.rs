@@ -124,7 +124,7 @@ fn decision_record(decision: &Decision) -> Value {
         "generation": decision.generation,
         "rules": decision.rules,
         "skipped": decision.skipped,
-        "notes": decision.notes,
+        "warnings": decision.warnings,
         "nothing_planned": decision.nothing_planned,
         "planned": decision.planned.iter().map(|p| json!({"rule": p.rule, "channel": p.channel, "notes": p.notes})).collect::<Vec<_>>(),
     })
@@ -164,6 +164,9 @@ fn accepted(
                 channel: delivery.channel.clone(),
             })
             .inc();
+    }
+    for warning in &decision.warnings {
+        tracing::warn!(event_id, warning = %warning, "Payload problem");
     }
     let result = if pending > 0 { "accepted" } else { "ignored" };
     state.metrics.count_webhook(result);
