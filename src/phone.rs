@@ -147,11 +147,20 @@ fn normalize_uncached(text: &str, region: Region) -> Result<String, PhoneError> 
 }
 
 fn parse_valid(text: &str, region: Region) -> Result<String, PhoneError> {
-    let number: PhoneNumber =
-        phonenumber::parse(Some(region.id), text).map_err(|error| PhoneError::Invalid {
+    let number: PhoneNumber = phonenumber::parse(Some(region.id), text).map_err(|error| {
+        let reason = match error {
+            phonenumber::ParseError::TooLong => "the number is too long",
+            phonenumber::ParseError::TooShortNsn | phonenumber::ParseError::TooShortAfterIdd => {
+                "the number is too short"
+            }
+            phonenumber::ParseError::InvalidCountryCode => "the country code is unknown",
+            _ => "no such number range in its country",
+        };
+        PhoneError::Invalid {
             region,
-            reason: error.to_string(),
-        })?;
+            reason: reason.to_string(),
+        }
+    })?;
     if !phonenumber::is_valid(&number) {
         return Err(PhoneError::Invalid {
             region,
@@ -210,6 +219,73 @@ mod tests {
             normalize("12345", us()),
             Err(PhoneError::Invalid { .. })
         ));
+    }
+
+    /// (text, default region, expected E.164 or the exact rejection).
+    const CASES: &[(&str, &str, Result<&str, &str>)] = &[
+        ("4155552671", "US", Ok("+14155552671")),
+        ("14155552671", "US", Ok("+14155552671")),
+        ("(415) 555-2671", "US", Ok("+14155552671")),
+        ("415.555.2671", "US", Ok("+14155552671")),
+        ("415-555-2671", "US", Ok("+14155552671")),
+        ("+1 (415) 555 2671", "US", Ok("+14155552671")),
+        ("1-415-555-2671", "US", Ok("+14155552671")),
+        ("011 44 7911 123456", "US", Ok("+447911123456")),
+        ("0044 7911 123456", "US", Ok("+447911123456")),
+        ("07911 123456", "GB", Ok("+447911123456")),
+        ("+44 (0)7911 123456", "GB", Ok("+447911123456")),
+        ("00 1 415 555 2671", "GB", Ok("+14155552671")),
+        ("011 1 415 555 2671", "GB", Ok("+14155552671")),
+        ("030 123456", "DE", Ok("+4930123456")),
+        ("+49 30 123456", "US", Ok("+4930123456")),
+        ("0412 345 678", "AU", Ok("+61412345678")),
+        ("6135550123", "CA", Ok("+16135550123")),
+        ("", "US", Err("is empty")),
+        ("   ", "US", Err("is empty")),
+        ("n/a", "US", Err("is not a phone number")),
+        ("415-555-2671 ext. 3", "US", Err("is not a phone number")),
+        (
+            "12345",
+            "US",
+            Err(
+                "is not a valid phone number with default region US: no such number range in its country",
+            ),
+        ),
+        (
+            "0000000000",
+            "US",
+            Err(
+                "is not a valid phone number with default region US: no such number range in its country",
+            ),
+        ),
+        (
+            "1415555267123456789",
+            "US",
+            Err("is not a valid phone number with default region US: the number is too long"),
+        ),
+    ];
+
+    #[test]
+    fn normalization_table() {
+        for (text, region, expected) in CASES {
+            let region: Region = region.parse().unwrap();
+            let result = normalize(text, region).map_err(|error| error.to_string());
+            let expected = expected.map(str::to_string).map_err(str::to_string);
+            assert_eq!(result, expected, "{text:?} in {region}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn never_panics_and_is_idempotent(text in "[0-9 +().\\-]{0,20}|\\PC{0,20}") {
+            let region = us();
+            if let Ok(number) = normalize(&text, region) {
+                proptest::prop_assert_eq!(normalize(&number, region), Ok(number.clone()));
+                proptest::prop_assert!(number.starts_with('+'));
+            }
+        }
     }
 
     #[test]

@@ -45,13 +45,19 @@ pub fn check_examples(generation: &Generation) -> Vec<Finding> {
     let mut indexes: BTreeMap<&str, usize> = BTreeMap::new();
     for (webhook_type, example) in generation.schemas.examples() {
         let index = indexes.entry(webhook_type).or_default();
-        let status = example.get("Status").and_then(Value::as_str).unwrap_or("?").to_string();
+        let status = example
+            .get("Status")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
         let locale_attribute = generation
             .field_map(webhook_type)
             .and_then(|map| map.fields.get(well_known::LOCALE))
             .cloned();
         let variants: Vec<Option<&str>> = match &locale_attribute {
-            Some(_) => std::iter::once(None).chain(locales.iter().map(|l| Some(l.as_str()))).collect(),
+            Some(_) => std::iter::once(None)
+                .chain(locales.iter().map(|l| Some(l.as_str())))
+                .collect(),
             None => vec![None],
         };
         for locale in variants {
@@ -60,7 +66,9 @@ pub fn check_examples(generation: &Generation) -> Vec<Finding> {
                 _ => example.clone(),
             };
             let source = match locale {
-                Some(locale) => format!("schemas/{webhook_type}.json examples[{index}] ({status}, locale {locale})"),
+                Some(locale) => format!(
+                    "schemas/{webhook_type}.json examples[{index}] ({status}, locale {locale})"
+                ),
                 None => format!("schemas/{webhook_type}.json examples[{index}] ({status})"),
             };
             check_one(generation, payload, &source, &mut findings);
@@ -92,10 +100,21 @@ fn check_one(generation: &Generation, payload: Value, source: &str, findings: &m
     check_decision(generation, &decision, source, findings);
 }
 
-fn check_decision(generation: &Generation, decision: &Decision, source: &str, findings: &mut Vec<Finding>) {
+fn check_decision(
+    generation: &Generation,
+    decision: &Decision,
+    source: &str,
+    findings: &mut Vec<Finding>,
+) {
     for skipped in &decision.skipped {
         if skipped.reason.starts_with("SMS text needs") {
-            findings.push(error_finding(source, format!("rule {}: {} skipped: {}", skipped.rule, skipped.channel, skipped.reason)));
+            findings.push(error_finding(
+                source,
+                format!(
+                    "rule {}: {} skipped: {}",
+                    skipped.rule, skipped.channel, skipped.reason
+                ),
+            ));
         }
     }
     for planned in &decision.planned {
@@ -111,13 +130,20 @@ fn check_decision(generation: &Generation, decision: &Decision, source: &str, fi
                 }
                 for note in &planned.notes {
                     if note.starts_with("transliterated") || note.starts_with("truncated") {
-                        findings.push(warning(source, format!("rule {}: the {} text was {note}", planned.rule, planned.channel)));
+                        findings.push(warning(
+                            source,
+                            format!(
+                                "rule {}: the {} text was {note}",
+                                planned.rule, planned.channel
+                            ),
+                        ));
                     }
                 }
             }
             Message::Email(email) => {
                 if let Some(html) = &email.html {
-                    let (only_html, only_text) = word_difference(&html_words(html), &text_words(&email.text));
+                    let (only_html, only_text) =
+                        word_difference(&html_words(html), &text_words(&email.text));
                     if !only_html.is_empty() || !only_text.is_empty() {
                         findings.push(warning(source, format!(
                             "rule {}: the HTML and text bodies of the {} message differ (only in HTML: {}; only in text: {})",
@@ -135,11 +161,19 @@ fn check_decision(generation: &Generation, decision: &Decision, source: &str, fi
 }
 
 fn error_finding(source: &str, message: String) -> Finding {
-    Finding { severity: Severity::Error, source: source.to_string(), message }
+    Finding {
+        severity: Severity::Error,
+        source: source.to_string(),
+        message,
+    }
 }
 
 fn warning(source: &str, message: String) -> Finding {
-    Finding { severity: Severity::Warning, source: source.to_string(), message }
+    Finding {
+        severity: Severity::Warning,
+        source: source.to_string(),
+        message,
+    }
 }
 
 /// Every language variant in any template set.
@@ -183,8 +217,16 @@ fn word_difference(html: &[String], text: &[String]) -> (Vec<String>, Vec<String
     for word in text {
         *counts.entry(word).or_default() -= 1;
     }
-    let only_html = counts.iter().filter(|(_, n)| **n > 0).map(|(w, _)| w.to_string()).collect();
-    let only_text = counts.iter().filter(|(_, n)| **n < 0).map(|(w, _)| w.to_string()).collect();
+    let only_html = counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(w, _)| w.to_string())
+        .collect();
+    let only_text = counts
+        .iter()
+        .filter(|(_, n)| **n < 0)
+        .map(|(w, _)| w.to_string())
+        .collect();
     (only_html, only_text)
 }
 
@@ -204,7 +246,10 @@ pub fn html_words(html: &str) -> Vec<String> {
     let mut position = 0;
     while position < html.len() {
         let rest = &lower[position..];
-        if let Some(skip) = ["<head", "<style", "<script"].iter().find(|tag| rest.starts_with(**tag)) {
+        if let Some(skip) = ["<head", "<style", "<script"]
+            .iter()
+            .find(|tag| rest.starts_with(**tag))
+        {
             let closing = format!("</{}>", &skip[1..]);
             position = match rest.find(&closing) {
                 Some(end) => position + end + closing.len(),
@@ -280,13 +325,17 @@ mod tests {
 
     #[test]
     fn word_difference_counts() {
-        let (only_html, only_text) = word_difference(&text_words("a b b c"), &text_words("a b c d"));
+        let (only_html, only_text) =
+            word_difference(&text_words("a b b c"), &text_words("a b c d"));
         assert_eq!(only_html, ["b"]);
         assert_eq!(only_text, ["d"]);
     }
 
     #[test]
     fn entities_decode() {
-        assert_eq!(decode_entities("a &lt;b&gt; &#47; &#x2f; &unknown; & c"), "a <b> / / &unknown; & c");
+        assert_eq!(
+            decode_entities("a &lt;b&gt; &#47; &#x2f; &unknown; & c"),
+            "a <b> / / &unknown; & c"
+        );
     }
 }

@@ -20,7 +20,10 @@ pub fn run(args: &ConfigArgs) -> ExitCode {
                 println!("note: {notice}");
             }
             let findings = render_check::check_examples(&generation);
-            let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+            let errors = findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .count();
             for finding in &findings {
                 match finding.severity {
                     Severity::Error => eprintln!("error: {finding}"),

@@ -272,7 +272,12 @@ fn check_rule(
         normalized
     });
     let quiet_hours = rule.quiet_hours.as_ref().and_then(|quiet| {
-        let parse_time = |text: &str| jiff::civil::Time::strptime("%H:%M", text.trim()).ok();
+        let parse_time = |text: &str| {
+            let text = text.trim();
+            jiff::civil::Time::strptime("%H:%M:%S", text)
+                .or_else(|_| jiff::civil::Time::strptime("%H:%M", text))
+                .ok()
+        };
         let action = match quiet.value.action.as_str() {
             "defer" => Some(QuietAction::Defer),
             "drop" => Some(QuietAction::Drop),

@@ -132,6 +132,19 @@ mod tests {
         assert_eq!(clean_header_text("  a \t b  "), "a b");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn normalizers_never_panic_and_are_idempotent(text in "\\PC{0,40}|[a-z+.]{1,10}@[a-zü.]{1,12}\\.[a-z]{2,4}") {
+            let cleaned = clean_header_text(&text);
+            proptest::prop_assert_eq!(clean_header_text(&cleaned), cleaned.clone());
+            proptest::prop_assert!(!cleaned.chars().any(char::is_control));
+            if let Ok(address) = normalize_address(&text) {
+                proptest::prop_assert_eq!(normalize_address(&address), Ok(address.clone()));
+                proptest::prop_assert!(address.is_ascii());
+            }
+        }
+    }
+
     #[test]
     fn sender_forms() {
         assert_eq!(
