@@ -19,8 +19,10 @@ use crate::timezone::format_utc;
 /// another process (`herald deliveries retry`) are picked up.
 const MAX_IDLE: Duration = Duration::from_secs(1);
 
-/// Added to a channel's send timeout to get the lease, so a lease outlives any live send.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// Added to twice the longest send timeout to get the lease. A send is cut off at its timeout
+/// plus 5 seconds, so a lease outlives any live send, and a crashed sender's deliveries become
+/// due again soon after.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Shared handles the dispatcher and its send tasks use.
 #[derive(Clone)]
@@ -96,6 +98,7 @@ impl Dispatcher {
             .map(|runtime| runtime.config.timeout)
             .max()
             .unwrap_or(Duration::from_secs(30))
+            * 2
             + LEASE_MARGIN;
         let claimed = match self
             .store

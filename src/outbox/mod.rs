@@ -52,6 +52,9 @@ pub trait Store: Send + Sync + 'static {
     /// deliveries are all closed, and dedupe keys that have expired.
     async fn purge(&self, now: Timestamp, before: Timestamp) -> Result<PurgeReport, StoreError>;
 
+    /// Writes a heartbeat, to show that the store accepts writes (for readiness).
+    async fn probe(&self) -> Result<(), StoreError>;
+
     /// Deliveries per state, for metrics.
     async fn counts(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError>;
 }

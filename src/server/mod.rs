@@ -30,6 +30,9 @@ use crate::outbox::Store;
 use crate::outbox::dispatcher::Dispatcher;
 use crate::outbox::sqlite::SqliteStore;
 
+/// The signal number of SIGXFSZ on Linux and macOS.
+const SIGXFSZ: i32 = 25;
+
 /// Exit status when the configuration does not load at startup.
 const EXIT_CONFIG: u8 = 2;
 /// Exit status when the store, the listener or the runtime cannot start.
@@ -99,6 +102,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
         tracing::error!("Cannot install signal handlers");
         return ExitCode::from(EXIT_STARTUP);
     };
+    // With a file size limit (ulimit -f) reached, the default action of SIGXFSZ kills the
+    // process. Handling it turns the limit into a failed write, which the store reports as
+    // unavailable (503) like a full disk.
+    let _file_size_limit = signal(SignalKind::from_raw(SIGXFSZ));
 
     let options = LoadOptions {
         config_dir: &args.config_dir,

@@ -73,7 +73,7 @@ async fn healthz() -> Response {
     json_response(StatusCode::OK, json!({"status": "ok"}))
 }
 
-/// Readiness: the store answers and the server is not stopping.
+/// Readiness: the store accepts a write and the server is not stopping.
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.shutting_down.is_cancelled() {
         return json_response(
@@ -82,7 +82,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         );
     }
     let generation = state.current().number;
-    match state.store.next_due().await {
+    match state.store.probe().await {
         Ok(_) => json_response(
             StatusCode::OK,
             json!({"status": "ready", "generation": generation}),

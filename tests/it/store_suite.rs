@@ -81,7 +81,10 @@ fn intake(key: &str, received_at: Timestamp, deliveries: Vec<NewDelivery>) -> In
     }
 }
 
-fn accepted(outcome: CommitOutcome) -> (i64, Vec<(i64, DeliveryState, Option<String>)>, Vec<i64>) {
+/// A committed delivery's id, state and reason.
+type Committed = (i64, DeliveryState, Option<String>);
+
+fn accepted(outcome: CommitOutcome) -> (i64, Vec<Committed>, Vec<i64>) {
     match outcome {
         CommitOutcome::Accepted {
             event_id,
@@ -710,6 +713,81 @@ async fn same_session_supersession_closes_only_that_session() {
 }
 
 #[tokio::test]
+async fn supersession_during_a_send_closes_instead_of_retrying() {
+    for subject in stores() {
+        let now = at("2026-01-01T10:00:00Z");
+        let session = at("2026-01-05T17:00:00Z");
+        let store = &subject.store;
+        accepted(
+            store
+                .commit(intake(
+                    "reminder",
+                    now,
+                    vec![session_delivery("r", session)],
+                ))
+                .await
+                .unwrap(),
+        );
+        let claimed = store
+            .claim(claim_request(now, &[("sms", 1)]))
+            .await
+            .unwrap()
+            .remove(0);
+
+        let mut cancel = intake("cancel", plus(now, 1), vec![]);
+        cancel.supersessions = vec![supersession(SupersedeMode::SameSession, session)];
+        let (cancel_event, _, superseded) = accepted(store.commit(cancel).await.unwrap());
+        assert!(
+            superseded.is_empty(),
+            "{}: a send in flight is not closed at once",
+            subject.name
+        );
+        assert_eq!(
+            state_of(store.as_ref(), claimed.id).await,
+            DeliveryState::Sending,
+            "{}",
+            subject.name
+        );
+
+        store
+            .finish(AttemptReport {
+                id: claimed.id,
+                lease_token: claimed.lease_token,
+                started_at: now,
+                finished_at: plus(now, 2),
+                outcome: AttemptOutcome::Retry {
+                    error: "HTTP 503".into(),
+                    retry_at: plus(now, 30),
+                },
+                sent: true,
+            })
+            .await
+            .unwrap();
+        let detail = store.delivery(claimed.id).await.unwrap().unwrap();
+        assert_eq!(
+            detail.summary.state,
+            DeliveryState::Superseded,
+            "{}",
+            subject.name
+        );
+        assert_eq!(
+            detail.summary.reason,
+            Some(format!(
+                "superseded by event {cancel_event} (rule cancellation)"
+            )),
+            "{}",
+            subject.name
+        );
+        assert_eq!(
+            detail.attempts.len(),
+            1,
+            "{}: the attempt is still recorded",
+            subject.name
+        );
+    }
+}
+
+#[tokio::test]
 async fn other_session_supersession_closes_old_times() {
     for subject in stores() {
         let now = at("2026-01-01T10:00:00Z");
@@ -902,6 +980,17 @@ async fn purge_keeps_open_deliveries() {
             "{}",
             subject.name
         );
+    }
+}
+
+#[tokio::test]
+async fn probe_writes() {
+    for subject in stores() {
+        subject
+            .store
+            .probe()
+            .await
+            .unwrap_or_else(|error| panic!("{}: {error}", subject.name));
     }
 }
 

@@ -145,6 +145,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.writer.run(ops::probe).await
+    }
+
     async fn counts(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError> {
         self.writer.run(ops::counts).await
     }

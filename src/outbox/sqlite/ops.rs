@@ -208,6 +208,17 @@ fn apply_supersession(
             |row| row.get(0),
         )?
         .collect::<Result<_, _>>()?;
+    let in_flight = format!(
+        "UPDATE deliveries SET supersede_reason = ?1
+         WHERE supersede_key = ?2 AND state = 'sending' AND event_order < ?3 AND {}",
+        session_filter(supersession.mode, "session_time", "?4")
+    );
+    connection.prepare_cached(&in_flight)?.execute(params![
+        reason,
+        supersession.key,
+        event_order,
+        session_time
+    ])?;
     connection
         .prepare_cached(
             "INSERT INTO supersessions (key, mode, session_time, event_order, event_id, rule, created_at)
@@ -417,8 +428,10 @@ fn reclaim_expired_leases(
             ])?;
         connection
             .prepare_cached(
-                "UPDATE deliveries SET state = 'pending', attempts = attempts + 1, lease_until = NULL, lease_token = NULL,
-                                       next_attempt_at = ?2
+                "UPDATE deliveries SET attempts = attempts + 1, lease_until = NULL, lease_token = NULL, next_attempt_at = ?2,
+                                       state = CASE WHEN supersede_reason IS NULL THEN 'pending' ELSE 'superseded' END,
+                                       closed_at = CASE WHEN supersede_reason IS NULL THEN NULL ELSE ?2 END,
+                                       reason = COALESCE(supersede_reason, reason)
                  WHERE id = ?1",
             )?
             .execute(params![id, now])?;
@@ -468,10 +481,14 @@ pub fn finish(connection: &Connection, report: &AttemptReport) -> Result<(), rus
             ),
         };
     let sent = i64::from(report.sent);
+    // A delivery superseded while this attempt ran is closed instead of retried.
     let changed = connection
         .prepare_cached(
-            "UPDATE deliveries SET state = ?1, next_attempt_at = ?2, closed_at = ?3, reason = ?4,
-                                   attempts = attempts + ?5, lease_until = NULL, lease_token = NULL
+            "UPDATE deliveries SET
+                 state = CASE WHEN ?1 = 'pending' AND supersede_reason IS NOT NULL THEN 'superseded' ELSE ?1 END,
+                 closed_at = CASE WHEN ?1 = 'pending' AND supersede_reason IS NOT NULL THEN ?8 ELSE ?3 END,
+                 reason = CASE WHEN ?1 = 'pending' AND supersede_reason IS NOT NULL THEN supersede_reason ELSE ?4 END,
+                 next_attempt_at = ?2, attempts = attempts + ?5, lease_until = NULL, lease_token = NULL
              WHERE id = ?6 AND lease_token = ?7 AND state = 'sending'
              RETURNING attempts",
         )?
@@ -483,7 +500,8 @@ pub fn finish(connection: &Connection, report: &AttemptReport) -> Result<(), rus
                 reason,
                 sent,
                 report.id,
-                report.lease_token
+                report.lease_token,
+                finished
             ],
             |row| row.get::<_, i64>(0),
         )
@@ -687,7 +705,7 @@ pub fn retry(connection: &Connection, id: i64, now: Timestamp) -> Result<Change,
     // that the retry policy reads goes back to zero, and the age limit counts from now.
     connection
         .prepare_cached(
-            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, closed_at = NULL,
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, closed_at = NULL, supersede_reason = NULL,
                                    reason = 'retried by an operator', attempts = 0, created_at = ?2
              WHERE id = ?1",
         )?
@@ -745,6 +763,13 @@ pub fn purge(
         deliveries: deliveries as u64,
         dedupe_keys: dedupe_keys as u64,
     })
+}
+
+pub fn probe(connection: &Connection) -> Result<(), rusqlite::Error> {
+    connection
+        .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('heartbeat', ?1)")?
+        .execute(params![Timestamp::now().to_string()])?;
+    Ok(())
 }
 
 pub fn counts(connection: &Connection) -> Result<Vec<(DeliveryState, u64)>, rusqlite::Error> {

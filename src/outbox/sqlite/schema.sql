@@ -39,11 +39,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
     lease_token     INTEGER,
     closed_at       INTEGER,
     reason          TEXT,
+    -- Set when a supersession arrives while the delivery is being sent: the send in flight
+    -- cannot be recalled, but if it fails the delivery is closed instead of retried.
+    supersede_reason TEXT,
     notes           TEXT    NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, next_attempt_at) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (channel, lease_until) WHERE state = 'sending';
-CREATE INDEX IF NOT EXISTS deliveries_supersede ON deliveries (supersede_key) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_supersede ON deliveries (supersede_key) WHERE state IN ('pending', 'sending');
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
 CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries (created_at);
 

@@ -20,10 +20,22 @@ const QUEUE_CAPACITY: usize = 8_192;
 /// Replies to one caller once the batch's commit result is known.
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 
+/// How an operation ended inside the batch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    Ok,
+    /// The operation failed on its own (a constraint, bad data); its savepoint is rolled
+    /// back and the rest of the batch commits.
+    Failed,
+    /// The database failed (I/O error, disk full, read-only file): the whole batch is rolled
+    /// back and the connection reopened.
+    Broken,
+}
+
 /// One queued operation.
 trait Job: Send {
-    /// Runs the operation; returns whether it succeeded and how to reply after the commit.
-    fn run(self: Box<Self>, connection: &Connection) -> (bool, Reply);
+    /// Runs the operation; returns how it ended and how to reply after the commit.
+    fn run(self: Box<Self>, connection: &Connection) -> (Ran, Reply);
     /// Replies with an error without running the operation.
     fn fail(self: Box<Self>, message: String);
 }
@@ -38,10 +50,14 @@ where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
 {
-    fn run(self: Box<Self>, connection: &Connection) -> (bool, Reply) {
+    fn run(self: Box<Self>, connection: &Connection) -> (Ran, Reply) {
         let Operation { operation, reply } = *self;
         let result = operation(connection);
-        let ok = result.is_ok();
+        let ran = match &result {
+            Ok(_) => Ran::Ok,
+            Err(error) if breaks_connection(error) => Ran::Broken,
+            Err(_) => Ran::Failed,
+        };
         let send_reply: Reply = Box::new(move |commit| {
             let answer = match (result, commit) {
                 (Ok(value), Ok(())) => Ok(value),
@@ -50,7 +66,7 @@ where
             };
             let _ = reply.send(answer);
         });
-        (ok, send_reply)
+        (ran, send_reply)
     }
 
     fn fail(self: Box<Self>, message: String) {
@@ -100,6 +116,24 @@ impl Writer {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout(self.timeout)),
         }
+    }
+}
+
+/// Errors after which neither the transaction nor the connection can be trusted.
+fn breaks_connection(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    match error {
+        rusqlite::Error::SqliteFailure(failure, _) => matches!(
+            failure.code,
+            ErrorCode::ReadOnly
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull
+                | ErrorCode::CannotOpen
+                | ErrorCode::DatabaseCorrupt
+                | ErrorCode::NotADatabase
+                | ErrorCode::FileLockingProtocolFailed
+        ),
+        _ => false,
     }
 }
 
@@ -170,8 +204,13 @@ fn run_batch(connection: &Connection, batch: Vec<Box<dyn Job>>) -> Result<(), St
             failure = Some((error.to_string(), None));
             break;
         }
-        let (ok, reply) = job.run(connection);
-        let end = if ok {
+        let (ran, reply) = job.run(connection);
+        if ran == Ran::Broken {
+            let message = "the database failed during the operation; the batch was rolled back";
+            failure = Some((message.to_string(), Some(reply)));
+            break;
+        }
+        let end = if ran == Ran::Ok {
             "RELEASE op"
         } else {
             "ROLLBACK TO op; RELEASE op"

@@ -226,6 +226,8 @@ struct Shared {
     failures: Mutex<Vec<FailureRule>>,
     connections_accepted: AtomicUsize,
     starttls_upgrades: AtomicUsize,
+    /// Wait between storing a message and replying 250 to its DATA.
+    data_reply_delay: Mutex<Duration>,
 }
 
 impl Shared {
@@ -282,6 +284,7 @@ impl SmtpServer {
             failures: Mutex::new(Vec::new()),
             connections_accepted: AtomicUsize::new(0),
             starttls_upgrades: AtomicUsize::new(0),
+            data_reply_delay: Mutex::new(Duration::ZERO),
         });
 
         let (shutdown, shutdown_received) = oneshot::channel();
@@ -384,6 +387,13 @@ impl SmtpServer {
     /// With `Stage::Data` the server reads the whole message first and does not record it.
     pub fn disconnect_next(&self, stage: Stage, count: usize) {
         self.add_failure(stage, Some(count), FailureAction::Disconnect);
+    }
+
+    /// Waits `delay` between storing each message and replying 250 to its DATA, like a relay
+    /// that has queued the message but answers late. A client that gives up in between has
+    /// delivered a message it does not know about.
+    pub fn set_data_reply_delay(&self, delay: Duration) {
+        *lock(&self.shared.data_reply_delay) = delay;
     }
 
     /// Removes every failure rule, so the server accepts commands normally again.
@@ -1121,6 +1131,10 @@ impl Session {
             messages.push(message);
             messages.len()
         };
+        let delay = *lock(&self.shared.data_reply_delay);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         send_reply(connection, 250, &format!("2.0.0 OK: queued as {queue_id}")).await?;
         Ok(Flow::Continue)
     }
