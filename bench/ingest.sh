@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Ingest throughput and latency: wrk POSTs a new Invite per request (bench/unique-invite.lua)
+# to herald, which commits each event with two rendered deliveries before answering, while
+# its dispatcher sends them to postfix's smtp-sink and to bench/http-sink.
+# usage: bench/ingest.sh [CONNS=64] [SECS=10] [RUNS=3]
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+conns=${1:-64}; secs=${2:-10}; runs=${3:-3}
+port=8090; smtp_port=2530; sms_port=8091
+tmp=$(mktemp -d); pids=()
+trap 'for p in "${pids[@]}"; do stop_pid "$p"; done; rm -rf "$tmp"' EXIT
+
+build_all
+/usr/sbin/smtp-sink -u nobody -c -m 2000 "127.0.0.1:$smtp_port" 4096 >"$tmp/sink" 2>&1 & pids+=($!)
+"$HTTP_SINK" "127.0.0.1:$sms_port" 1000000000 & pids+=($!)
+wait_port "$smtp_port"; wait_port "$sms_port"
+make_config "$tmp/config"
+start_herald "$tmp/config" "$tmp/data" "$port" "$smtp_port" "$sms_port"; herald=$!; pids+=("$herald")
+wait_port "$port"
+
+wrk_run() { wrk -t 2 -c "$conns" -d "$1" --latency -s "$BENCH_DIR/unique-invite.lua" "http://127.0.0.1:$port/webhook"; }
+echo "# $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); herald $(git -C "$REPO_DIR" rev-parse --short HEAD); c=$conns ${secs}s"
+wrk_run 2s >/dev/null
+echo "run req_per_s p50_ms p99_ms non2xx_or_errors herald_cpu_s herald_rss_mib"
+for r in $(seq "$runs"); do
+  cpu0=$(proc_cpu "$herald")
+  out=$(wrk_run "${secs}s")
+  cpu=$(echo "$(proc_cpu "$herald") - $cpu0" | bc)
+  echo "$out" | awk -v r="$r" -v cpu="$cpu" -v rss="$(proc_hwm_mib "$herald")" '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; return v * 1000 }
+    /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
+    /Non-2xx/ { bad += $NF } /Socket errors/ { gsub(/,/, ""); bad += $4 + $6 + $8 + $10 }
+    END { printf "%s %.0f %.3f %.3f %d %.2f %s\n", r, rps, p50, p99, bad, cpu, rss }'
+done
