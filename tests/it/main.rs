@@ -4,5 +4,6 @@
 mod bad_input;
 mod e2e_delivery;
 mod serve_basics;
+mod slow_clients;
 mod support;
 mod support_selftest;
