@@ -1,8 +1,11 @@
 //! Integration tests: the real binary, a real SMTP server over TCP and a real HTTP server
 //! standing in for the SMS provider, all on 127.0.0.1.
 
+mod bad_input;
+mod e2e_delivery;
 mod outbox_faults;
 mod serve_basics;
+mod slow_clients;
 mod store_suite;
 mod support;
 mod support_selftest;
