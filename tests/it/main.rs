@@ -2,6 +2,7 @@
 //! standing in for the SMS provider, all on 127.0.0.1.
 
 mod cli;
+mod new_type;
 mod reload;
 mod serve_basics;
 mod support;
