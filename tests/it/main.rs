@@ -2,8 +2,11 @@
 //! standing in for the SMS provider, all on 127.0.0.1.
 
 mod bad_input;
+mod cli;
 mod e2e_delivery;
+mod new_type;
 mod outbox_faults;
+mod reload;
 mod serve_basics;
 mod slow_clients;
 mod store_suite;

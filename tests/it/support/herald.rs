@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use super::smtp::ReceivedMessage;
+
 /// The repository root, which holds the default `rules.yaml`, `templates/` and `schemas/`.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -268,6 +270,50 @@ impl Herald {
         }
     }
 
+    /// Waits until at least `count` log records have this message, and returns every such
+    /// record in log order. Panics with the log after `timeout`.
+    pub async fn wait_for_logs(
+        &self,
+        message: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found: Vec<Value> = self
+                .log_records()
+                .into_iter()
+                .filter(|record| record.get("message").and_then(Value::as_str) == Some(message))
+                .collect();
+            if found.len() >= count {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {count} log records {message:?} within {timeout:?}:\n{}",
+                self.logs().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Returns the value of one series from `GET /metrics`, named with its labels as herald
+    /// prints them, such as `herald_config_reloads_total{result="failure"}`. `None` means
+    /// the series is absent, which for a counter with labels means it was never incremented.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let reply = self.get("/metrics").await;
+        assert_eq!(reply.status, 200, "GET /metrics: {}", reply.text);
+        reply.text.lines().find_map(|line| {
+            let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+            Some(
+                value
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("metric line {line:?} has no number")),
+            )
+        })
+    }
+
     /// Counts log records with this message.
     pub fn count_logs(&self, message: &str) -> usize {
         self.log_records()
@@ -333,6 +379,48 @@ fn find_listen_port(lines: &[String]) -> Option<u16> {
             .parse()
             .ok()
     })
+}
+
+/// Reads the e-mail that the file outbox wrote for a delivery, at
+/// `<data-dir>/outbox/<channel>/<delivery id>.eml`. The envelope fields of the returned
+/// message are empty, because a file has no SMTP envelope.
+pub fn file_outbox_email(data_dir: &Path, channel: &str, delivery_id: i64) -> ReceivedMessage {
+    let path = data_dir
+        .join("outbox")
+        .join(channel)
+        .join(format!("{delivery_id}.eml"));
+    let data =
+        std::fs::read(&path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
+    ReceivedMessage {
+        mail_from: String::new(),
+        mail_parameters: Vec::new(),
+        rcpt_to: Vec::new(),
+        data,
+        tls: false,
+        auth_user: None,
+        ehlo_domain: String::new(),
+        connection_id: 0,
+    }
+}
+
+/// Returns the JSON line that the file outbox wrote for a delivery to
+/// `<data-dir>/outbox/<channel>.jsonl`. Panics if there is no line for that delivery id.
+pub fn file_outbox_record(data_dir: &Path, channel: &str, delivery_id: i64) -> Value {
+    let path = data_dir.join("outbox").join(format!("{channel}.jsonl"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
+    text.lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line)
+                .unwrap_or_else(|error| panic!("{line:?} is not JSON: {error}"))
+        })
+        .find(|record| record["delivery_id"] == delivery_id)
+        .unwrap_or_else(|| {
+            panic!(
+                "no line for delivery {delivery_id} in {}:\n{text}",
+                path.display()
+            )
+        })
 }
 
 /// Runs `herald` with arguments and returns (exit code, stdout, stderr).
