@@ -70,26 +70,59 @@ pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
 }
 
 /// Removes what could be patient data from a provider's error text before it is stored or
-/// logged: e-mail addresses and runs of seven or more digits (phone numbers).
+/// logged: e-mail addresses, and phone numbers, which are runs of digits, spaces and `+().-/`
+/// holding seven or more digits in all.
 pub fn scrub(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for (index, word) in text.split(' ').enumerate() {
-        if index > 0 {
-            out.push(' ');
-        }
+    let words: Vec<&str> = text.split(' ').collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    let mut index = 0;
+    while index < words.len() {
+        let word = words[index];
         if word.contains('@') {
-            out.push_str("<address>");
-        } else if word.chars().filter(char::is_ascii_digit).count() >= 7 {
-            out.push_str("<number>");
+            out.push("<address>".into());
+            index += 1;
+            continue;
+        }
+        // Extend over neighbouring number-like words, so "+1 415 555 2671" is one number.
+        let mut end = index;
+        let mut digits = 0;
+        while end < words.len() && is_number_part(words[end]) {
+            digits += words[end].chars().filter(char::is_ascii_digit).count();
+            end += 1;
+        }
+        if digits >= 7 {
+            let trailing: String = words[end - 1]
+                .chars()
+                .rev()
+                .take_while(|c| !c.is_ascii_digit() && !"+()-/".contains(*c))
+                .collect();
+            out.push(format!(
+                "<number>{}",
+                trailing.chars().rev().collect::<String>()
+            ));
+            index = end;
         } else {
-            out.push_str(word);
+            out.push(word.to_string());
+            index += 1;
         }
     }
-    let mut trimmed: String = out.chars().take(300).collect();
-    if trimmed.len() < out.len() {
+    let joined = out.join(" ");
+    let mut trimmed: String = joined.chars().take(300).collect();
+    if trimmed.len() < joined.len() {
         trimmed.push('…');
     }
     trimmed
+}
+
+/// A word made of digits and the punctuation phone numbers are written with, possibly
+/// followed by sentence punctuation.
+fn is_number_part(word: &str) -> bool {
+    let core = word.trim_end_matches(['.', ',', ';', ':', '\'', '"']);
+    !core.is_empty()
+        && core.chars().any(|c| c.is_ascii_digit())
+        && core
+            .chars()
+            .all(|c| c.is_ascii_digit() || "+()-./".contains(c))
 }
 
 #[cfg(test)]
@@ -177,6 +210,15 @@ mod tests {
         assert_eq!(
             scrub("The 'To' number +14155552671 is not a valid phone number."),
             "The 'To' number <number> is not a valid phone number."
+        );
+        assert_eq!(
+            scrub("The 'To' number +1 415 555 2671 is not a valid phone number."),
+            "The 'To' number <number> is not a valid phone number."
+        );
+        assert_eq!(scrub("call (415) 555-2671."), "call <number>.");
+        assert_eq!(
+            scrub("queued as 12345 after 3 tries"),
+            "queued as 12345 after 3 tries"
         );
     }
 }

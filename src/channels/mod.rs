@@ -166,12 +166,17 @@ pub(crate) async fn send_http(
     })
 }
 
+/// An error with its causes, leaving out a cause whose text the message already contains
+/// (lettre, for one, repeats its source in its own message).
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

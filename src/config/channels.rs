@@ -342,6 +342,7 @@ pub(super) fn check_channel(
     }
 
     let mut use_file_outbox = false;
+    missing_env.sort_by_key(|(_, _, line)| *line);
     if !missing_env.is_empty() {
         let names: Vec<&str> = missing_env
             .iter()

@@ -100,9 +100,16 @@ pub fn format_duration(duration: Duration) -> String {
     out
 }
 
-/// Formats a signed duration such as an event age; negative values get a leading `-`.
+/// Formats a signed duration such as an event age; negative values get a leading `-`, and
+/// durations of a second or more are shown to the second.
 pub fn format_signed(duration: jiff::SignedDuration) -> String {
-    let text = format_duration(duration.unsigned_abs());
+    let magnitude = duration.unsigned_abs();
+    let magnitude = if magnitude >= Duration::from_secs(1) {
+        Duration::from_secs(magnitude.as_secs())
+    } else {
+        magnitude
+    };
+    let text = format_duration(magnitude);
     if duration.is_negative() {
         format!("-{text}")
     } else {

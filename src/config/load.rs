@@ -78,9 +78,11 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Generation, ConfigErrors> {
     let Some(schemas) = schemas else {
         return Err(ConfigErrors(errors));
     };
+    let declared_channels = raw.channels.keys().cloned().collect();
     let rule_context = RuleContext {
         file: &rules_path,
         channels: &channel_configs,
+        declared_channels: &declared_channels,
         field_maps: &field_maps,
         schemas: &schemas,
     };
@@ -142,28 +144,44 @@ fn read_rules_file(path: &Path) -> Result<RawRulesFile, ConfigError> {
     let text = fs::read_to_string(path).map_err(|error| {
         ConfigError::file(path, format!("cannot read: {error}; pass --config-dir with the folder that holds rules.yaml, templates/ and schemas/"))
     })?;
-    if text.trim().is_empty() {
+    let only_comments = text.lines().all(|line| {
+        let line = line.trim();
+        line.is_empty() || line.starts_with('#')
+    });
+    if only_comments {
         return Err(ConfigError::file(
             path,
             "the file is empty: it needs channels and rules (an empty file is never read as \"no rules\")",
         ));
     }
-    serde_saphyr::from_str::<RawRulesFile>(&text).map_err(|error| yaml_error(path, &error))
+    serde_saphyr::from_str::<RawRulesFile>(&text).map_err(|error| yaml_error(path, &text, &error))
 }
 
-fn yaml_error(path: &Path, error: &serde_saphyr::Error) -> ConfigError {
+/// Turns a serde-saphyr error into one line with the key path. Its own text starts with
+/// `error: line N column M:` and is followed by a source snippet; ConfigError prints the
+/// file and line itself.
+fn yaml_error(path: &Path, text: &str, error: &serde_saphyr::Error) -> ConfigError {
     let line = error
         .location()
         .map(|location| location.line())
         .unwrap_or(0);
-    let text = error.to_string();
-    // serde-saphyr prefixes its message with the location, which ConfigError prints itself.
-    let message = text
-        .split_once(": ")
-        .filter(|(prefix, _)| prefix.starts_with("line "))
-        .map(|(_, rest)| rest.to_string())
-        .unwrap_or(text);
-    ConfigError::at(path, line, "", message)
+    let rendered = error.to_string();
+    let mut message = rendered.lines().next().unwrap_or_default().trim();
+    message = message.strip_prefix("error: ").unwrap_or(message);
+    if message.starts_with("line ")
+        && let Some((_, rest)) = message.split_once(": ")
+    {
+        message = rest;
+    }
+    let message = message.trim_end_matches(", set DuplicateKeyPolicy in Options if acceptable");
+    let message = match message {
+        "invalid u32" | "invalid u64" | "invalid usize" | "invalid i64" => {
+            "invalid value: expected a whole number".to_string()
+        }
+        "invalid f64" | "invalid f32" => "invalid value: expected a number".to_string(),
+        other => other.to_string(),
+    };
+    ConfigError::at(path, line, super::yaml_path::key_path(text, line), message)
 }
 
 fn check_defaults(path: &Path, raw: &RawDefaults, errors: &mut Vec<ConfigError>) -> Defaults {

@@ -7,6 +7,7 @@ pub mod env;
 mod load;
 pub mod raw;
 mod rules;
+mod yaml_path;
 
 use std::collections::BTreeMap;
 use std::fmt;

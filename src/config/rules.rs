@@ -19,6 +19,9 @@ use crate::templates::{Part, Templates};
 pub(super) struct RuleContext<'a> {
     pub file: &'a Path,
     pub channels: &'a BTreeMap<String, ChannelConfig>,
+    /// Every channel name under `channels:`, including those that failed their own checks,
+    /// so that a rule naming a broken channel does not add a second, misleading error.
+    pub declared_channels: &'a BTreeSet<String>,
     pub field_maps: &'a [FieldMap],
     pub schemas: &'a Schemas,
 }
@@ -120,7 +123,12 @@ fn check_rule(
     let line = raw.referenced.line();
     let error_count = errors.len();
     let mut push = |line: u64, sub: &str, message: String| {
-        errors.push(ConfigError::at(file, line, format!("{key}.{sub}"), message));
+        let full_key = if sub.is_empty() {
+            key.to_string()
+        } else {
+            format!("{key}.{sub}")
+        };
+        errors.push(ConfigError::at(file, line, full_key, message));
     };
 
     let type_pattern = rule
@@ -151,7 +159,7 @@ fn check_rule(
     if action_count != 1 {
         push(
             line,
-            "send",
+            "",
             "a rule needs exactly one of send, first_of or drop".into(),
         );
         return None;
@@ -446,7 +454,7 @@ fn check_conditions(
                         push(
                             test.referenced.line(),
                             &sub,
-                            format!("invalid regex: {error}"),
+                            format!("invalid regex: {}", one_line_regex_error(&error)),
                         );
                         continue;
                     }
@@ -534,6 +542,10 @@ fn check_channel_list(
     for (index, name) in list.value.iter().enumerate() {
         let item = format!("{sub}[{index}]");
         let Some(channel) = context.channels.get(&name.value) else {
+            if context.declared_channels.contains(&name.value) {
+                channels.push(name.value.clone());
+                continue;
+            }
             push(
                 name.referenced.line(),
                 &item,
@@ -685,4 +697,16 @@ fn well_known_fields() -> [&'static str; 6] {
         well_known::SESSION_TIME,
         well_known::LOCALE,
     ]
+}
+
+/// The regex crate's syntax errors span several lines (the pattern, a caret, then
+/// `error: ...`); the last line says what is wrong.
+fn one_line_regex_error(error: &regex::Error) -> String {
+    let text = error.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or_default();
+    last.trim().trim_start_matches("error: ").to_string()
 }

@@ -76,10 +76,20 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, Inta
         });
     }
     serde_json::from_slice(body).map_err(|error| IntakeError::InvalidJson {
-        message: error.to_string(),
+        message: json_error_message(&error),
         line: error.line(),
         column: error.column(),
     })
+}
+
+/// serde_json's message without its trailing "at line L column C", which the caller reports
+/// separately.
+pub fn json_error_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    text.strip_suffix(&suffix)
+        .map(str::to_string)
+        .unwrap_or(text)
 }
 
 /// `application/json` or any `+json` type, with or without parameters such as charset. A

@@ -212,7 +212,11 @@ fn compile_file(path: &Path, errors: &mut Vec<ConfigError>) -> Option<(Value, Va
                 path,
                 error.line() as u64,
                 "",
-                format!("invalid JSON: {error}"),
+                format!(
+                    "invalid JSON: {} (column {})",
+                    crate::ingest::json_error_message(&error),
+                    error.column()
+                ),
             ));
             return None;
         }
@@ -266,6 +270,23 @@ fn describe(error: &ValidationError<'_>, source: &Value, payload: &Value) -> Vio
             attribute
                 .map(|a| format!("attribute {a}"))
                 .unwrap_or_else(|| "value".into())
+        ),
+        ValidationErrorKind::Enum { options } => format!(
+            "{} is not one of the allowed values: {}",
+            attribute
+                .map(|a| format!("attribute {a}"))
+                .unwrap_or_else(|| "value".into()),
+            options
+                .as_array()
+                .map(|values| values
+                    .iter()
+                    .map(|v| v
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_else(|| options.to_string())
         ),
         ValidationErrorKind::Contains => match required_attribute(error, source) {
             Some(name) => format!("required attribute {name} is missing"),

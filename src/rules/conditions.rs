@@ -6,15 +6,25 @@ use super::engine::{EngineError, Evaluation};
 use super::model::{AttributeTest, Condition, Rule};
 use crate::config::duration::{format_duration, format_signed};
 
+/// A rule that did not match, and why.
+pub(super) struct Miss {
+    /// The first condition that does not hold.
+    pub detail: String,
+    /// Whether the rule is about this kind of event: its type and status conditions held and
+    /// a later condition (age, contacts, attributes) failed.
+    pub near: bool,
+}
+
 /// Checks every condition in order. The outer error is a failed `when` expression; the inner
 /// one names the first condition that does not hold.
 pub(super) fn check_conditions(
     rule: &Rule,
     evaluation: &Evaluation<'_>,
-) -> Result<Result<(), String>, EngineError> {
+) -> Result<Result<(), Miss>, EngineError> {
     for condition in &rule.conditions {
-        if let Err(failed) = check(rule, condition, evaluation)? {
-            return Ok(Err(failed));
+        if let Err(detail) = check(rule, condition, evaluation)? {
+            let near = !matches!(condition, Condition::WebhookType(_) | Condition::Status(_));
+            return Ok(Err(Miss { detail, near }));
         }
     }
     if !rule.has_explicit_max_age()
@@ -22,11 +32,14 @@ pub(super) fn check_conditions(
             (evaluation.generation.defaults.max_event_age, evaluation.age)
         && exceeds(age, limit)
     {
-        return Ok(Err(format!(
-            "event age {} exceeds defaults.max_event_age {}",
-            format_signed(age),
-            format_duration(limit)
-        )));
+        return Ok(Err(Miss {
+            detail: format!(
+                "event age {} exceeds defaults.max_event_age {}",
+                format_signed(age),
+                format_duration(limit)
+            ),
+            near: true,
+        }));
     }
     Ok(Ok(()))
 }

@@ -17,6 +17,9 @@ use crate::ingest::event::Event;
 use crate::templates::RenderError;
 use crate::timezone;
 
+/// How far in the future an EventTs may be before the decision warns about it.
+const FUTURE_TOLERANCE: SignedDuration = SignedDuration::from_mins(5);
+
 /// A rule that cannot be applied to this event because a template or expression failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineError {
@@ -78,8 +81,20 @@ pub fn evaluate(
         nothing_planned: None,
     };
 
+    // An event from the future passes every max_age; a sender's clock that is off by more
+    // than a few minutes is worth a warning.
+    if let Some(age) = evaluation.age
+        && age < -FUTURE_TOLERANCE
+    {
+        decision.warnings.push(format!(
+            "EventTs is {} in the future; check the sending platform's clock",
+            crate::config::duration::format_signed(-age)
+        ));
+    }
+
     let mut stopped_by: Option<&str> = None;
     let mut matched_any = false;
+    let mut near_misses = Vec::new();
     let mut drop_reason = None;
     for rule in &generation.rules {
         if let Some(earlier) = stopped_by {
@@ -90,10 +105,16 @@ pub fn evaluate(
             ));
             continue;
         }
-        if let Err(failed) = check_conditions(rule, &evaluation)? {
+        if let Err(miss) = check_conditions(rule, &evaluation)? {
+            if miss.near {
+                near_misses.push(format!(
+                    "rule {} does not apply: {}",
+                    rule.name, miss.detail
+                ));
+            }
             decision
                 .rules
-                .push(trace(rule, Verdict::NotMatched, failed));
+                .push(trace(rule, Verdict::NotMatched, miss.detail));
             continue;
         }
         matched_any = true;
@@ -110,6 +131,7 @@ pub fn evaluate(
             &decision,
             matched_any,
             drop_reason,
+            &near_misses,
         ));
     }
     Ok(decision)
@@ -333,16 +355,22 @@ fn nothing_planned_reason(
     decision: &Decision,
     matched_any: bool,
     drop_reason: Option<String>,
+    near_misses: &[String],
 ) -> String {
     if let Some(reason) = drop_reason {
         return reason;
     }
     let event = evaluation.event;
     if !matched_any {
-        return format!(
-            "no rule matched webhook type {} with status {}",
-            event.webhook_type, event.status
-        );
+        // Rules for this type and status that failed on a later condition, such as an age
+        // limit, say more than "no rule matched".
+        if near_misses.is_empty() {
+            return format!(
+                "no rule matched webhook type {} with status {}",
+                event.webhook_type, event.status
+            );
+        }
+        return near_misses.join("; ");
     }
     if decision.skipped.is_empty() {
         return "the matching rules planned nothing".into();

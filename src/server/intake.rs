@@ -194,7 +194,14 @@ fn accepted(
     }
     if pending == 0 {
         let reason = decision.nothing_planned.clone().unwrap_or_else(|| {
-            let reasons: Vec<String> = deliveries.iter().filter_map(|d| d.reason.clone()).collect();
+            let reasons: Vec<String> = deliveries
+                .iter()
+                .filter_map(|d| {
+                    d.reason
+                        .as_ref()
+                        .map(|reason| format!("{} {}: {reason}", d.channel, d.state))
+                })
+                .collect();
             format!("nothing to send: {}", reasons.join("; "))
         });
         body["reason"] = json!(reason);

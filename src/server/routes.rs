@@ -55,6 +55,7 @@ pub fn router(state: AppState, args: &ServeArgs) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(middleware)
 }
@@ -113,5 +114,12 @@ async fn not_found() -> Response {
     json_response(
         StatusCode::NOT_FOUND,
         json!({"status": "rejected", "error": "no such endpoint: webhooks go to POST /webhook"}),
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        json!({"status": "rejected", "error": "method not allowed: webhooks go to POST /webhook; GET serves /healthz, /readyz and /metrics"}),
     )
 }

@@ -217,9 +217,10 @@ fn load_variant(
             continue;
         };
         let template_name = set.template_name(variant, part);
-        if add_file(&path, &template_name, env, errors) {
-            parts.insert(part);
-        }
+        // A part that fails to compile still exists; its syntax error is the only one to
+        // report, not a "missing part" as well.
+        add_file(&path, &template_name, env, errors);
+        parts.insert(part);
     }
     set.variants.insert(variant.to_string(), parts);
 }
@@ -255,7 +256,7 @@ fn add_file(
     template_name: &str,
     env: &mut Environment<'static>,
     errors: &mut Vec<ConfigError>,
-) -> bool {
+) {
     let source = match fs::read_to_string(path) {
         Ok(source) => source,
         Err(error) => {
@@ -263,20 +264,16 @@ fn add_file(
                 path,
                 format!("cannot read template: {error}"),
             ));
-            return false;
+            return;
         }
     };
-    match env.add_template_owned(template_name.to_string(), source) {
-        Ok(()) => true,
-        Err(error) => {
-            errors.push(ConfigError {
-                file: path.to_path_buf(),
-                line: error.line().map(|line| line as u64),
-                key: String::new(),
-                message: format!("template syntax error: {}", super::describe(&error)),
-            });
-            false
-        }
+    if let Err(error) = env.add_template_owned(template_name.to_string(), source) {
+        errors.push(ConfigError {
+            file: path.to_path_buf(),
+            line: error.line().map(|line| line as u64),
+            key: String::new(),
+            message: super::describe(&error),
+        });
     }
 }
 

@@ -208,13 +208,8 @@ struct ExpectedError {
     file: &'static str,
     line: Option<u64>,
     key: &'static str,
-    error: ErrorText,
-}
-
-enum ErrorText {
-    Exact(&'static str),
-    /// For messages that a library words, such as the YAML parser's.
-    Contains(&'static str),
+    /// The exact error text.
+    error: &'static str,
 }
 
 /// Applies a good change (a new invite SMS text) together with `break_config` and sends
@@ -273,15 +268,7 @@ async fn assert_reload_rejected(
             );
         };
         let text = record["error"].as_str().unwrap_or_default();
-        match expected_error.error {
-            ErrorText::Exact(message) => assert_eq!(text, message, "error text of {record}"),
-            ErrorText::Contains(fragment) => {
-                assert!(
-                    text.contains(fragment),
-                    "error text lacks {fragment:?}: {record}"
-                )
-            }
-        }
+        assert_eq!(text, expected_error.error, "error text of {record}");
     }
 
     let (invite, session) = deliver_invite(&served, 7101).await;
@@ -321,9 +308,9 @@ async fn reload_rejects_yaml_syntax_error() {
         },
         &[ExpectedError {
             file: "rules.yaml",
-            line: Some(69),
-            key: "",
-            error: ErrorText::Contains("illegal placement of ':' indicator"),
+            line: Some(71),
+            key: "rules[1].template",
+            error: "illegal placement of ':' indicator",
         }],
     )
     .await;
@@ -337,11 +324,9 @@ async fn reload_rejects_missing_template_set() {
         |config| config.replace("rules.yaml", "    template: invite\n", "    template: invitation\n"),
         &[ExpectedError {
             file: "rules.yaml",
-            line: Some(69),
+            line: Some(71),
             key: "rules[1].template",
-            error: ErrorText::Exact(
-                "unknown template \"invitation\": no folder templates/invitation/ (known: cancellation, declined-proposal, invite, long-reminder, short-reminder, update, welcome)",
-            ),
+            error: "unknown template \"invitation\": no folder templates/invitation/ (known: cancellation, declined-proposal, invite, long-reminder, short-reminder, update, welcome)",
         }],
     )
     .await;
@@ -361,9 +346,9 @@ async fn reload_rejects_unknown_channel() {
         },
         &[ExpectedError {
             file: "rules.yaml",
-            line: Some(68),
+            line: Some(70),
             key: "rules[1].send[1]",
-            error: ErrorText::Exact("unknown channel \"fax\" (known: email, sms)"),
+            error: "unknown channel \"fax\" (known: email, sms)",
         }],
     )
     .await;
@@ -379,9 +364,7 @@ async fn reload_rejects_empty_rules_file() {
             file: "rules.yaml",
             line: None,
             key: "",
-            error: ErrorText::Exact(
-                "the file is empty: it needs channels and rules (an empty file is never read as \"no rules\")",
-            ),
+            error: "the file is empty: it needs channels and rules (an empty file is never read as \"no rules\")",
         }],
     )
     .await;
@@ -402,17 +385,15 @@ async fn reload_rejects_truncated_rules_file() {
         &[
             ExpectedError {
                 file: "rules.yaml",
-                line: Some(77),
+                line: Some(79),
                 key: "rules[2].match.status",
-                error: ErrorText::Exact(
-                    "unknown status \"Up\" for NOTIFY_PUBLIC_USER: schemas/NOTIFY_PUBLIC_USER.json allows Invite, Update, LongReminder, ShortReminder, Cancellation, DeclinedOrExpiredProposal, Welcome",
-                ),
+                error: "unknown status \"Up\" for NOTIFY_PUBLIC_USER: schemas/NOTIFY_PUBLIC_USER.json allows Invite, Update, LongReminder, ShortReminder, Cancellation, DeclinedOrExpiredProposal, Welcome",
             },
             ExpectedError {
                 file: "rules.yaml",
-                line: Some(74),
-                key: "rules[2].send",
-                error: ErrorText::Exact("a rule needs exactly one of send, first_of or drop"),
+                line: Some(76),
+                key: "rules[2]",
+                error: "a rule needs exactly one of send, first_of or drop",
             },
         ],
     )
@@ -427,14 +408,17 @@ async fn reload_rejects_template_syntax_error() {
     // exists (see check_template_syntax_error_reported_once in cli.rs), so the number of
     // errors is not checked here.
     assert_reload_rejected(
-        |config| config.write("templates/invite/email.subject.txt", "Hello {{ fields.name }\n"),
+        |config| {
+            config.write(
+                "templates/invite/email.subject.txt",
+                "Hello {{ fields.name }\n",
+            )
+        },
         &[ExpectedError {
             file: "templates/invite/email.subject.txt",
             line: Some(1),
             key: "",
-            error: ErrorText::Exact(
-                "template syntax error: syntax error: unexpected `}`, expected end of variable block",
-            ),
+            error: "syntax error: unexpected `}`, expected end of variable block",
         }],
     )
     .await;
