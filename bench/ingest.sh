@@ -18,7 +18,7 @@ make_config "$tmp/config"
 start_herald "$tmp/config" "$tmp/data" "$port" "$smtp_port" "$sms_port"; herald=$!; pids+=("$herald")
 wait_port "$port"
 
-wrk_run() { wrk -t 2 -c "$conns" -d "$1" --latency -s "$BENCH_DIR/unique-invite.lua" "http://127.0.0.1:$port/webhook"; }
+wrk_run() { TZ=America/Los_Angeles wrk -t 2 -c "$conns" -d "$1" --latency -s "$BENCH_DIR/unique-invite.lua" "http://127.0.0.1:$port/webhook"; }
 echo "# $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); herald $(git -C "$REPO_DIR" rev-parse --short HEAD); c=$conns ${secs}s"
 wrk_run 2s >/dev/null
 echo "run req_per_s p50_ms p99_ms non2xx_or_errors herald_cpu_s herald_rss_mib"

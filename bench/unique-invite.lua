@@ -29,6 +29,9 @@ function request()
   local now = os.time()
   local event_ts = os.date("!%Y-%m-%dT%H:%M:%S", now)
   local session = os.date("!%Y-%m-%dT%H:%M:%S", now + 3 * 86400)
-  local body = string.format(template, id, event_ts, id, session, session)
+  -- The local time uses the process's zone: run wrk with TZ=America/Los_Angeles so that it
+  -- agrees with RecipientTimeZone, as the platform's payloads do.
+  local session_local = os.date("%Y-%m-%dT%H:%M:%S", now + 3 * 86400)
+  local body = string.format(template, id, event_ts, id, session, session_local)
   return wrk.format(nil, nil, nil, body)
 end

@@ -52,7 +52,18 @@ impl Dispatcher {
                 tokio::task::yield_now().await;
                 continue;
             }
-            let idle = match self.store.next_due().await {
+            // With every permit in use, only a finishing send (which wakes this loop) frees
+            // capacity, so there is no due time worth asking the store for.
+            if wanted == ClaimResult::Saturated {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(MAX_IDLE) => {}
+                }
+                continue;
+            }
+            let channels: Vec<String> = set.channels.keys().cloned().collect();
+            let idle = match self.store.next_due(channels).await {
                 Ok(Some(due)) => {
                     let wait = due.duration_since(Timestamp::now());
                     Duration::try_from(wait)
@@ -65,12 +76,7 @@ impl Dispatcher {
                     MAX_IDLE
                 }
             };
-            // With every permit in use, only a finishing send frees capacity.
-            let idle = if wanted == ClaimResult::Saturated {
-                MAX_IDLE
-            } else {
-                idle.max(Duration::from_millis(5))
-            };
+            let idle = idle.max(Duration::from_millis(5));
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = self.wake.notified() => {}

@@ -16,7 +16,7 @@ use crate::outbox::{
     CommitOutcome, DeliveryState, Intake, NewDelivery, NewSupersession, StoreError,
 };
 use crate::rules::Decision;
-use crate::rules::decision::InitialState;
+use crate::rules::decision::{InitialState, Verdict};
 
 /// Seconds a sender is asked to wait before retrying after a 503.
 const RETRY_AFTER_SECONDS: u32 = 5;
@@ -122,7 +122,9 @@ fn build_intake(
 fn decision_record(decision: &Decision) -> Value {
     json!({
         "generation": decision.generation,
-        "rules": decision.rules,
+        // Rules after the deciding one are left out: their trace only says they were not
+        // evaluated, and the stored record is written for every webhook.
+        "rules": decision.rules.iter().filter(|r| r.verdict != Verdict::NotEvaluated).collect::<Vec<_>>(),
         "skipped": decision.skipped,
         "warnings": decision.warnings,
         "nothing_planned": decision.nothing_planned,

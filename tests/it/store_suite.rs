@@ -322,7 +322,10 @@ async fn claim_respects_channel_limits_and_due_time() {
                 .unwrap();
         }
         assert_eq!(
-            store.next_due().await.unwrap(),
+            store
+                .next_due(vec!["sms".into(), "email".into()])
+                .await
+                .unwrap(),
             Some(plus(now, 600)),
             "{}: next due is not_before",
             subject.name
@@ -339,7 +342,10 @@ async fn claim_respects_channel_limits_and_due_time() {
             .unwrap();
         assert_eq!(due.len(), 1, "{}: due at not_before", subject.name);
         assert_eq!(
-            store.next_due().await.unwrap(),
+            store
+                .next_due(vec!["sms".into(), "email".into()])
+                .await
+                .unwrap(),
             Some(plus(now, 660)),
             "{}: next due is the lease expiry",
             subject.name

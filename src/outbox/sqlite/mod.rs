@@ -2,6 +2,7 @@
 //! commits many operations in one transaction (group commit), so concurrent webhooks share an
 //! fsync.
 
+mod checkpoint;
 mod ops;
 mod writer;
 
@@ -27,6 +28,7 @@ const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// The SQLite outbox.
 pub struct SqliteStore {
     writer: Writer,
+    _checkpointer: checkpoint::Checkpointer,
     instance_id: String,
     path: PathBuf,
 }
@@ -54,6 +56,7 @@ impl SqliteStore {
         let writer = Writer::start(path.clone(), connection, DEFAULT_OPERATION_TIMEOUT)?;
         Ok(SqliteStore {
             writer,
+            _checkpointer: checkpoint::start(path.clone()),
             instance_id,
             path,
         })
@@ -65,7 +68,9 @@ impl SqliteStore {
     }
 }
 
-/// Opens a connection with the settings every herald connection uses.
+/// Opens a connection with the settings every herald connection uses. The writer checkpoints
+/// by itself only when the log passes 16,384 pages (64 MiB), a bound for when the
+/// checkpoint thread falls behind or fails.
 pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let connection = Connection::open(path).map_err(|error| {
         StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
@@ -75,7 +80,9 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 5000;",
+             PRAGMA busy_timeout = 5000;
+             PRAGMA cache_size = -16384;
+             PRAGMA wal_autocheckpoint = 16384;",
         )
         .map_err(unavailable)?;
     Ok(connection)
@@ -88,8 +95,11 @@ fn unavailable(error: rusqlite::Error) -> StoreError {
 #[async_trait]
 impl Store for SqliteStore {
     async fn commit(&self, intake: Intake) -> Result<CommitOutcome, StoreError> {
+        // Serialize on the caller's task: under load the writer thread is the bottleneck.
+        let prepared = ops::PreparedIntake::new(intake)
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
         self.writer
-            .run(move |connection| ops::commit(connection, &intake))
+            .run(move |connection| ops::commit(connection, &prepared))
             .await
     }
 
@@ -111,8 +121,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.writer.run(ops::next_due).await
+    async fn next_due(&self, channels: Vec<String>) -> Result<Option<Timestamp>, StoreError> {
+        self.writer
+            .run(move |connection| ops::next_due(connection, &channels))
+            .await
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<DeliverySummary>, StoreError> {

@@ -87,7 +87,38 @@ fn delivery_key(key: &str) -> String {
     format!("delivery:{key}")
 }
 
-pub fn commit(connection: &Connection, intake: &Intake) -> Result<CommitOutcome, rusqlite::Error> {
+/// An intake with its messages and notes already serialized to JSON.
+pub struct PreparedIntake {
+    intake: Intake,
+    messages: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl PreparedIntake {
+    pub fn new(intake: Intake) -> Result<PreparedIntake, serde_json::Error> {
+        let messages = intake
+            .deliveries
+            .iter()
+            .map(|d| serde_json::to_string(&d.message))
+            .collect::<Result<_, _>>()?;
+        let notes = intake
+            .deliveries
+            .iter()
+            .map(|d| serde_json::to_string(&d.notes))
+            .collect::<Result<_, _>>()?;
+        Ok(PreparedIntake {
+            intake,
+            messages,
+            notes,
+        })
+    }
+}
+
+pub fn commit(
+    connection: &Connection,
+    prepared: &PreparedIntake,
+) -> Result<CommitOutcome, rusqlite::Error> {
+    let intake = &prepared.intake;
     let now = millis(intake.received_at);
     let expires_at =
         now.saturating_add(intake.dedupe_window.as_millis().min(i64::MAX as u128) as i64);
@@ -141,10 +172,11 @@ pub fn commit(connection: &Connection, intake: &Intake) -> Result<CommitOutcome,
     }
 
     let mut committed = Vec::with_capacity(intake.deliveries.len());
-    for delivery in &intake.deliveries {
+    for (index, delivery) in intake.deliveries.iter().enumerate() {
         committed.push(insert_delivery(
             connection,
             delivery,
+            (&prepared.messages[index], &prepared.notes[index]),
             event_id,
             event_order,
             now,
@@ -271,6 +303,7 @@ fn superseded_on_arrival(
 fn insert_delivery(
     connection: &Connection,
     delivery: &NewDelivery,
+    (message, notes): (&str, &str),
     event_id: i64,
     event_order: i64,
     now: i64,
@@ -307,8 +340,6 @@ fn insert_delivery(
     };
     let closed_at = (!state.is_open()).then_some(now);
     let due = delivery.not_before.map(millis).unwrap_or(now).max(now);
-    let message = serde_json::to_string(&delivery.message).map_err(conversion)?;
-    let notes = serde_json::to_string(&delivery.notes).map_err(conversion)?;
     connection
         .prepare_cached(
             "INSERT INTO deliveries (event_id, rule, channel, state, message, dedupe_key, supersede_key, session_time,
@@ -538,16 +569,29 @@ pub fn release(connection: &Connection, id: i64, lease_token: i64) -> Result<(),
     Ok(())
 }
 
-pub fn next_due(connection: &Connection) -> Result<Option<Timestamp>, rusqlite::Error> {
-    let due: Option<i64> = connection
-        .prepare_cached(
-            "SELECT MIN(t) FROM (
-                 SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE state = 'pending'
-                 UNION ALL
-                 SELECT MIN(lease_until) AS t FROM deliveries WHERE state = 'sending')",
-        )?
-        .query_row([], |row| row.get(0))?;
-    optional_millis(due)
+/// The earliest due time or lease expiry among these channels. Each channel's minimum is one
+/// index lookup on `(channel, next_attempt_at)`, where one query over every channel would
+/// scan the whole backlog.
+pub fn next_due(
+    connection: &Connection,
+    channels: &[String],
+) -> Result<Option<Timestamp>, rusqlite::Error> {
+    let mut earliest: Option<i64> = None;
+    for channel in channels {
+        for sql in [
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'pending' AND channel = ?1",
+            "SELECT MIN(lease_until) FROM deliveries WHERE state = 'sending' AND channel = ?1",
+        ] {
+            let due: Option<i64> = connection
+                .prepare_cached(sql)?
+                .query_row(params![channel], |row| row.get(0))?;
+            earliest = match (earliest, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    optional_millis(earliest)
 }
 
 const SUMMARY_COLUMNS: &str = "d.id, d.event_id, d.rule, d.channel, d.state, d.attempts, d.created_at, d.next_attempt_at, d.reason";

@@ -48,7 +48,6 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, next_attempt_a
 CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (channel, lease_until) WHERE state = 'sending';
 CREATE INDEX IF NOT EXISTS deliveries_supersede ON deliveries (supersede_key) WHERE state IN ('pending', 'sending');
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
-CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries (created_at);
 
 CREATE TABLE IF NOT EXISTS attempts (
     id          INTEGER PRIMARY KEY,
@@ -83,5 +82,5 @@ CREATE TABLE IF NOT EXISTS dedupe_keys (
     event_id    INTEGER NOT NULL,
     delivery_id INTEGER,
     expires_at  INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dedupe_keys_expiry ON dedupe_keys (expires_at);

@@ -200,7 +200,7 @@ fn run_batch(connection: &Connection, batch: Vec<Box<dyn Job>>) -> Result<(), St
     let mut jobs = batch.into_iter();
     let mut failure = None;
     for job in jobs.by_ref() {
-        if let Err(error) = connection.execute_batch("SAVEPOINT op") {
+        if let Err(error) = run_cached(connection, "SAVEPOINT op") {
             failure = Some((error.to_string(), None));
             break;
         }
@@ -211,11 +211,12 @@ fn run_batch(connection: &Connection, batch: Vec<Box<dyn Job>>) -> Result<(), St
             break;
         }
         let end = if ran == Ran::Ok {
-            "RELEASE op"
+            run_cached(connection, "RELEASE op")
         } else {
-            "ROLLBACK TO op; RELEASE op"
+            run_cached(connection, "ROLLBACK TO op")
+                .and_then(|()| run_cached(connection, "RELEASE op"))
         };
-        if let Err(error) = connection.execute_batch(end) {
+        if let Err(error) = end {
             failure = Some((error.to_string(), Some(reply)));
             break;
         }
@@ -241,4 +242,10 @@ fn run_batch(connection: &Connection, batch: Vec<Box<dyn Job>>) -> Result<(), St
         reply(outcome.clone());
     }
     outcome
+}
+
+/// Runs a statement without parameters from the connection's statement cache, so that the
+/// per-operation savepoints are not parsed again for every operation.
+fn run_cached(connection: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    connection.prepare_cached(sql)?.execute([]).map(|_| ())
 }
