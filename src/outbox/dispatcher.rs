@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::retry::backoff;
-use super::{AttemptOutcome, AttemptReport, ClaimRequest, Claimed, Store};
+use super::{AttemptOutcome, AttemptReport, ChannelClaim, ClaimRequest, Claimed, Store};
 use crate::channels::{ChannelRuntime, ChannelSet, FailureKind, Outgoing};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::timezone::format_utc;
@@ -19,7 +19,7 @@ use crate::timezone::format_utc;
 /// another process (`herald deliveries retry`) are picked up.
 const MAX_IDLE: Duration = Duration::from_secs(1);
 
-/// Added to twice the longest send timeout to get the lease. A send is cut off at its timeout
+/// Added to twice a channel's send timeout to get its lease. A send is cut off at its timeout
 /// plus 5 seconds, so a lease outlives any live send, and a crashed sender's deliveries become
 /// due again soon after.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
@@ -88,30 +88,25 @@ impl Dispatcher {
 
     async fn claim_and_spawn(&self, set: &ChannelSet) -> ClaimResult {
         let now_instant = Instant::now();
-        let limits: Vec<(String, usize)> = set
+        let channels: Vec<ChannelClaim> = set
             .channels
             .iter()
-            .map(|(name, runtime)| (name.clone(), runtime.capacity(now_instant)))
-            .filter(|(_, capacity)| *capacity > 0)
+            .map(|(name, runtime)| ChannelClaim {
+                channel: name.clone(),
+                limit: runtime.capacity(now_instant),
+                lease: runtime.config.timeout * 2 + LEASE_MARGIN,
+            })
+            .filter(|claim| claim.limit > 0)
             .collect();
-        if limits.is_empty() {
+        if channels.is_empty() {
             return ClaimResult::Saturated;
         }
-        let requested: usize = limits.iter().map(|(_, n)| n).sum();
-        let lease = set
-            .channels
-            .values()
-            .map(|runtime| runtime.config.timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(30))
-            * 2
-            + LEASE_MARGIN;
+        let requested: usize = channels.iter().map(|claim| claim.limit).sum();
         let claimed = match self
             .store
             .claim(ClaimRequest {
                 now: Timestamp::now(),
-                lease,
-                limits,
+                channels,
             })
             .await
         {

@@ -140,9 +140,17 @@ pub struct CommittedDelivery {
 #[derive(Clone, Debug)]
 pub struct ClaimRequest {
     pub now: Timestamp,
+    pub channels: Vec<ChannelClaim>,
+}
+
+/// What to lease for one channel.
+#[derive(Clone, Debug)]
+pub struct ChannelClaim {
+    pub channel: String,
+    /// The most deliveries to lease.
+    pub limit: usize,
+    /// How long the lease lasts; past it, the delivery is due again.
     pub lease: Duration,
-    /// Channel name and the most deliveries to lease for it.
-    pub limits: Vec<(String, usize)>,
 }
 
 /// A leased delivery.

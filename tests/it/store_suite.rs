@@ -7,8 +7,8 @@ use std::time::Duration;
 use herald::message::{Message, SmsMessage};
 use herald::outbox::sqlite::SqliteStore;
 use herald::outbox::{
-    AttemptOutcome, AttemptReport, Change, ClaimRequest, CommitOutcome, DeliveryState, Intake,
-    ListFilter, NewDelivery, NewSupersession, Store,
+    AttemptOutcome, AttemptReport, Change, ChannelClaim, ClaimRequest, CommitOutcome,
+    DeliveryState, Intake, ListFilter, NewDelivery, NewSupersession, Store,
 };
 use herald::rules::SupersedeMode;
 use jiff::{SignedDuration, Timestamp};
@@ -107,8 +107,14 @@ fn accepted(outcome: CommitOutcome) -> (i64, Vec<Committed>, Vec<i64>) {
 fn claim_request(now: Timestamp, limits: &[(&str, usize)]) -> ClaimRequest {
     ClaimRequest {
         now,
-        lease: Duration::from_secs(60),
-        limits: limits.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+        channels: limits
+            .iter()
+            .map(|(channel, limit)| ChannelClaim {
+                channel: channel.to_string(),
+                limit: *limit,
+                lease: Duration::from_secs(60),
+            })
+            .collect(),
     }
 }
 

@@ -5,9 +5,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::message::Message;
 use crate::outbox::{
-    AttemptOutcome, AttemptRecord, AttemptReport, Change, ClaimRequest, Claimed, CommitOutcome,
-    CommittedDelivery, DeliveryDetail, DeliveryState, DeliverySummary, Intake, ListFilter,
-    NewDelivery, NewSupersession, PurgeReport,
+    AttemptOutcome, AttemptRecord, AttemptReport, Change, ChannelClaim, ClaimRequest, Claimed,
+    CommitOutcome, CommittedDelivery, DeliveryDetail, DeliveryState, DeliverySummary, Intake,
+    ListFilter, NewDelivery, NewSupersession, PurgeReport,
 };
 use crate::rules::SupersedeMode;
 
@@ -380,12 +380,17 @@ pub fn claim(
     request: &ClaimRequest,
 ) -> Result<Vec<Claimed>, rusqlite::Error> {
     let now = millis(request.now);
-    let lease_until = now.saturating_add(request.lease.as_millis().min(i64::MAX as u128) as i64);
     let mut claimed = Vec::new();
-    for (channel, limit) in &request.limits {
+    for ChannelClaim {
+        channel,
+        limit,
+        lease,
+    } in &request.channels
+    {
         if *limit == 0 {
             continue;
         }
+        let lease_until = now.saturating_add(lease.as_millis().min(i64::MAX as u128) as i64);
         reclaim_expired_leases(connection, channel, now)?;
         let token = fastrand::i64(1..);
         let mut statement = connection.prepare_cached(

@@ -322,8 +322,10 @@ impl Herald {
             .count()
     }
 
-    /// Waits for the process to exit and returns its status. Panics after `timeout`.
-    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+    /// Waits for the process to exit and returns its status. Panics after `timeout`. It
+    /// yields to the runtime while it waits, so that servers the test runs on the same
+    /// runtime keep answering herald.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -334,7 +336,7 @@ impl Herald {
                 "herald did not exit within {timeout:?}:\n{}",
                 self.logs().join("\n")
             );
-            thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
