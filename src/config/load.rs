@@ -5,7 +5,8 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use super::channels::{self, ChannelContext};
+use super::channel_check::{self, ChannelContext};
+use super::channels;
 use super::env::EnvSource;
 use super::raw::{RawDefaults, RawRulesFile};
 use super::rules::{self, RuleContext};
@@ -63,7 +64,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Generation, ConfigErrors> {
     };
     let mut channel_configs = BTreeMap::new();
     for (name, raw_channel) in &raw.channels {
-        if let Some(channel) = channels::check_channel(
+        if let Some(channel) = channel_check::check_channel(
             name,
             raw_channel,
             &channel_context,

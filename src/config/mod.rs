@@ -1,6 +1,7 @@
 //! Configuration: `rules.yaml`, `templates/` and `schemas/` loaded into one immutable
 //! generation. `serve` swaps generations on SIGHUP; `check` and `explain` load one the same way.
 
+mod channel_check;
 pub mod channels;
 pub mod duration;
 pub mod env;

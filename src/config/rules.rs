@@ -7,11 +7,11 @@ use serde_saphyr::Spanned;
 
 use super::ConfigError;
 use super::channels::{ChannelConfig, is_identifier, known_names};
-use super::raw::{RawAttributeMatch, RawMatch, RawRule};
+use super::raw::{RawAttributeMatch, RawMatch, RawQuietHours, RawRule, RawSegmentLimit};
 use crate::ingest::schema::Schemas;
 use crate::rules::{
     Action, AttributeTest, Condition, FieldMap, QuietAction, QuietHours, Rule, SegmentLimit,
-    SupersedeMode, TypePattern, well_known,
+    SupersedeMode, TypePattern,
 };
 use crate::templates::{Part, Templates};
 
@@ -279,63 +279,14 @@ fn check_rule(
         }
         normalized
     });
-    let quiet_hours = rule.quiet_hours.as_ref().and_then(|quiet| {
-        let parse_time = |text: &str| {
-            let text = text.trim();
-            jiff::civil::Time::strptime("%H:%M:%S", text)
-                .or_else(|_| jiff::civil::Time::strptime("%H:%M", text))
-                .ok()
-        };
-        let action = match quiet.value.action.as_str() {
-            "defer" => Some(QuietAction::Defer),
-            "drop" => Some(QuietAction::Drop),
-            "send" => Some(QuietAction::Send),
-            _ => None,
-        };
-        match (parse_time(&quiet.value.start), parse_time(&quiet.value.end), action) {
-            (Some(start), Some(end), Some(action)) if start != end => Some(QuietHours { start, end, action }),
-            (Some(_), Some(_), Some(_)) => {
-                push(quiet.referenced.line(), "quiet_hours", "start and end are equal: give a window such as start: \"21:00\", end: \"08:00\"".into());
-                None
-            }
-            (start, end, action) => {
-                let mut problems = Vec::new();
-                if start.is_none() { problems.push(format!("start {:?} is not a time like 21:00", quiet.value.start)); }
-                if end.is_none() { problems.push(format!("end {:?} is not a time like 08:00", quiet.value.end)); }
-                if action.is_none() { problems.push(format!("action {:?} is not one of defer, drop, send", quiet.value.action)); }
-                push(quiet.referenced.line(), "quiet_hours", problems.join("; "));
-                None
-            }
-        }
-    });
-    let sms_segment_limit = rule.sms_segment_limit.as_ref().and_then(|limit| {
-        let policy = limit.value.policy.parse().ok();
-        match (limit.value.max_segments, policy) {
-            (0, _) => {
-                push(
-                    limit.referenced.line(),
-                    "sms_segment_limit.max_segments",
-                    "must be at least 1".into(),
-                );
-                None
-            }
-            (_, None) => {
-                push(
-                    limit.referenced.line(),
-                    "sms_segment_limit.policy",
-                    format!(
-                        "invalid policy {:?}: expected reject, transliterate or truncate",
-                        limit.value.policy
-                    ),
-                );
-                None
-            }
-            (max_segments, Some(policy)) => Some(SegmentLimit {
-                max_segments,
-                policy,
-            }),
-        }
-    });
+    let quiet_hours = rule
+        .quiet_hours
+        .as_ref()
+        .and_then(|quiet| check_quiet_hours(quiet, &mut push));
+    let sms_segment_limit = rule
+        .sms_segment_limit
+        .as_ref()
+        .and_then(|limit| check_segment_limit(limit, &mut push));
 
     if errors.len() > error_count {
         return None;
@@ -687,18 +638,6 @@ fn field_maps_matching<'a>(maps: &'a [FieldMap], pattern: &TypePattern) -> Vec<&
         .collect()
 }
 
-#[allow(dead_code)]
-fn well_known_fields() -> [&'static str; 6] {
-    [
-        well_known::EMAIL,
-        well_known::SMS,
-        well_known::NAME,
-        well_known::TIME_ZONE,
-        well_known::SESSION_TIME,
-        well_known::LOCALE,
-    ]
-}
-
 /// The regex crate's syntax errors span several lines (the pattern, a caret, then
 /// `error: ...`); the last line says what is wrong.
 fn one_line_regex_error(error: &regex::Error) -> String {
@@ -709,4 +648,97 @@ fn one_line_regex_error(error: &regex::Error) -> String {
         .find(|line| !line.trim().is_empty())
         .unwrap_or_default();
     last.trim().trim_start_matches("error: ").to_string()
+}
+
+fn check_quiet_hours(
+    quiet: &Spanned<RawQuietHours>,
+    push: &mut dyn FnMut(u64, &str, String),
+) -> Option<QuietHours> {
+    let parse_time = |text: &str| {
+        let text = text.trim();
+        jiff::civil::Time::strptime("%H:%M:%S", text)
+            .or_else(|_| jiff::civil::Time::strptime("%H:%M", text))
+            .ok()
+    };
+    let action = match quiet.value.action.as_str() {
+        "defer" => Some(QuietAction::Defer),
+        "drop" => Some(QuietAction::Drop),
+        "send" => Some(QuietAction::Send),
+        _ => None,
+    };
+    let line = quiet.referenced.line();
+    match (
+        parse_time(&quiet.value.start),
+        parse_time(&quiet.value.end),
+        action,
+    ) {
+        (Some(start), Some(end), Some(action)) if start != end => {
+            Some(QuietHours { start, end, action })
+        }
+        (Some(_), Some(_), Some(_)) => {
+            push(
+                line,
+                "quiet_hours",
+                "start and end are equal: give a window such as start: \"21:00\", end: \"08:00\""
+                    .into(),
+            );
+            None
+        }
+        (start, end, action) => {
+            let mut problems = Vec::new();
+            if start.is_none() {
+                problems.push(format!(
+                    "start {:?} is not a time like 21:00",
+                    quiet.value.start
+                ));
+            }
+            if end.is_none() {
+                problems.push(format!(
+                    "end {:?} is not a time like 08:00",
+                    quiet.value.end
+                ));
+            }
+            if action.is_none() {
+                problems.push(format!(
+                    "action {:?} is not one of defer, drop, send",
+                    quiet.value.action
+                ));
+            }
+            push(line, "quiet_hours", problems.join("; "));
+            None
+        }
+    }
+}
+
+fn check_segment_limit(
+    limit: &Spanned<RawSegmentLimit>,
+    push: &mut dyn FnMut(u64, &str, String),
+) -> Option<SegmentLimit> {
+    let line = limit.referenced.line();
+    let policy = limit.value.policy.parse().ok();
+    match (limit.value.max_segments, policy) {
+        (0, _) => {
+            push(
+                line,
+                "sms_segment_limit.max_segments",
+                "must be at least 1".into(),
+            );
+            None
+        }
+        (_, None) => {
+            push(
+                line,
+                "sms_segment_limit.policy",
+                format!(
+                    "invalid policy {:?}: expected reject, transliterate or truncate",
+                    limit.value.policy
+                ),
+            );
+            None
+        }
+        (max_segments, Some(policy)) => Some(SegmentLimit {
+            max_segments,
+            policy,
+        }),
+    }
 }

@@ -124,15 +124,7 @@ fn check(
             }
         },
         Condition::When(expression) => {
-            let label = format!("rules/{}/when", rule.name);
-            let value = evaluation
-                .generation
-                .templates
-                .eval(&label, expression, &evaluation.context)
-                .map_err(|error| EngineError {
-                    rule: rule.name.clone(),
-                    error,
-                })?;
+            let value = evaluation.eval(rule, "when", expression)?;
             if value.is_true() {
                 Ok(())
             } else {

@@ -46,6 +46,25 @@ pub(super) struct Evaluation<'a> {
     pub event_key: String,
 }
 
+impl Evaluation<'_> {
+    /// Evaluates one of a rule's expressions (`when`, `not_after`) against this event.
+    pub(super) fn eval(
+        &self,
+        rule: &Rule,
+        setting: &str,
+        expression: &str,
+    ) -> Result<Value, EngineError> {
+        let label = format!("rules/{}/{setting}", rule.name);
+        self.generation
+            .templates
+            .eval(&label, expression, &self.context)
+            .map_err(|error| EngineError {
+                rule: rule.name.clone(),
+                error,
+            })
+    }
+}
+
 /// Runs `event` through the rules of `generation` as of `now`.
 pub fn evaluate(
     generation: &Generation,
@@ -329,14 +348,7 @@ fn eval_time(
             message,
         },
     };
-    let value = evaluation
-        .generation
-        .templates
-        .eval(&label, expression, &evaluation.context)
-        .map_err(|error| EngineError {
-            rule: rule.name.clone(),
-            error,
-        })?;
+    let value = evaluation.eval(rule, setting, expression)?;
     let Some(text) = value.as_str() else {
         return Err(fail(format!(
             "the expression {expression:?} gave {}, not a time; it must give a UTC time such as fields.session_time",
