@@ -12,7 +12,7 @@ pub enum FailureKind {
     Permanent,
 }
 
-/// What went wrong with an SMTP send.
+/// Cause of a failed SMTP send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SmtpFailure {
     /// The server replied with this code.
@@ -46,7 +46,7 @@ const TRANSIENT_PROVIDER_CODES: [i64; 2] = [20429, 30001];
 
 /// HTTP: 408, 425, 429 and 5xx are transient, as are 401 and 403 (wrong or revoked
 /// credentials, which an operator can fix). Other 4xx statuses are permanent, unless the
-/// provider's error code says otherwise.
+/// provider's error code marks the failure as temporary.
 pub fn classify_http(status: u16, provider_code: Option<i64>) -> FailureKind {
     if provider_code.is_some_and(|code| TRANSIENT_PROVIDER_CODES.contains(&code)) {
         return FailureKind::Transient;
@@ -114,8 +114,8 @@ pub fn scrub(text: &str) -> String {
     trimmed
 }
 
-/// A word made of digits and the punctuation phone numbers are written with, possibly
-/// followed by sentence punctuation.
+/// Returns whether a word is made of digits and the punctuation phone numbers are written
+/// with, possibly followed by sentence punctuation.
 fn is_number_part(word: &str) -> bool {
     let core = word.trim_end_matches(['.', ',', ';', ':', '\'', '"']);
     !core.is_empty()

@@ -30,7 +30,7 @@ pub struct Outgoing<'a> {
     pub instance_id: &'a str,
 }
 
-/// What a successful send returns.
+/// Result of a successful send.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Receipt {
     /// The provider's id for the message, or the SMTP server's reply.
@@ -100,8 +100,8 @@ pub fn build_driver(
     })
 }
 
-/// The client every HTTP driver shares: no proxy from the environment, no redirects, bounded
-/// connection pools.
+/// Builds the client every HTTP driver shares: no proxy from the environment, no redirects,
+/// bounded connection pools.
 pub fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .no_proxy()

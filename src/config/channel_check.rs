@@ -249,8 +249,8 @@ fn check_settings_belong(channel: &RawChannel, driver: &str, problems: &mut Prob
     }
 }
 
-/// Whether an unset variable sends the channel to the file outbox (`on_missing_env: file`)
-/// rather than failing the load (`error`, the default).
+/// Returns whether an unset variable sends the channel to the file outbox
+/// (`on_missing_env: file`) instead of failing the load (`error`, the default).
 fn check_on_missing_env(channel: &RawChannel, problems: &mut Problems<'_>) -> bool {
     let Some(setting) = &channel.on_missing_env else {
         return false;

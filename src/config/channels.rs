@@ -34,7 +34,7 @@ impl MessageKind {
         }
     }
 
-    /// The mapped field that holds this kind's contact, if it needs one.
+    /// Returns the mapped field that contains this kind's contact, if it needs one.
     pub fn contact_field(self) -> Option<&'static str> {
         match self {
             MessageKind::Email => Some("email"),
@@ -60,7 +60,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// How an SMTP connection is protected.
+/// Protection of an SMTP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SmtpSecurity {
     /// Plain SMTP, upgraded with STARTTLS when the server offers it (`smtp://`).
@@ -302,7 +302,7 @@ pub fn is_identifier(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-/// The channel names, for error messages.
+/// Returns the channel names, for error messages.
 pub fn known_names<V>(map: &BTreeMap<String, V>) -> String {
     if map.is_empty() {
         "none are defined".into()

@@ -18,7 +18,7 @@ use crate::timezone;
 
 pub const RULES_FILE: &str = "rules.yaml";
 
-/// Where to load from, and what the channel settings may refer to.
+/// Folders and environment for one load.
 pub struct LoadOptions<'a> {
     /// The folder holding `rules.yaml`, `templates/` and `schemas/`.
     pub config_dir: &'a Path,

@@ -146,8 +146,8 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// The field mapping for a webhook type: an exact entry first, then the first pattern
-    /// that matches.
+    /// Returns the field mapping for a webhook type: an exact entry first, then the first
+    /// pattern that matches.
     pub fn field_map(&self, webhook_type: &str) -> Option<&FieldMap> {
         self.field_maps
             .iter()

@@ -15,7 +15,7 @@ use crate::rules::{
 };
 use crate::templates::{Part, Templates};
 
-/// What rule checks look things up in.
+/// Lookup tables for rule checks: channels, field mappings and schemas.
 pub(super) struct RuleContext<'a> {
     pub file: &'a Path,
     pub channels: &'a BTreeMap<String, ChannelConfig>,
@@ -577,7 +577,7 @@ fn check_template_parts(
     }
 }
 
-/// The parts a message of each kind cannot do without.
+/// Returns the parts a message of each kind cannot do without.
 pub fn required_parts(kind: crate::config::MessageKind) -> &'static [Part] {
     match kind {
         crate::config::MessageKind::Email => &[Part::EmailSubject, Part::EmailText],
@@ -638,8 +638,8 @@ fn field_maps_matching<'a>(maps: &'a [FieldMap], pattern: &TypePattern) -> Vec<&
         .collect()
 }
 
-/// The regex crate's syntax errors span several lines (the pattern, a caret, then
-/// `error: ...`); the last line says what is wrong.
+/// Returns the last line of a regex syntax error. The regex crate spreads these errors over
+/// several lines (the pattern, a caret, then `error: ...`), and the last one names the problem.
 fn one_line_regex_error(error: &regex::Error) -> String {
     let text = error.to_string();
     let last = text

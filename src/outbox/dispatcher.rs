@@ -15,7 +15,7 @@ use crate::channels::{ChannelRuntime, ChannelSet, FailureKind, Outgoing};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::timezone::format_utc;
 
-/// The longest the dispatcher sleeps without checking the store, so that deliveries written by
+/// Maximum time the dispatcher sleeps without checking the store, so that deliveries written by
 /// another process (`herald deliveries retry`) are picked up.
 const MAX_IDLE: Duration = Duration::from_secs(1);
 

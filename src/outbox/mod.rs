@@ -33,8 +33,8 @@ pub trait Store: Send + Sync + 'static {
     /// stops before sending.
     async fn release(&self, id: i64, lease_token: i64) -> Result<(), StoreError>;
 
-    /// The earliest time at which a pending delivery of these channels becomes due, or a
-    /// lease runs out.
+    /// Returns the earliest time at which a pending delivery of these channels becomes due,
+    /// or a lease runs out.
     async fn next_due(&self, channels: Vec<String>) -> Result<Option<Timestamp>, StoreError>;
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<DeliverySummary>, StoreError>;

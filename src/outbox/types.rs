@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::message::Message;
 use crate::rules::SupersedeMode;
 
-/// Where a delivery is in its life.
+/// State of a delivery in its lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
@@ -112,7 +112,7 @@ pub struct NewSupersession {
     pub session_time: Option<Timestamp>,
 }
 
-/// What `commit` did.
+/// Result of a `commit`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommitOutcome {
     Accepted {
@@ -132,7 +132,7 @@ pub struct CommittedDelivery {
     pub rule: String,
     pub channel: String,
     pub state: DeliveryState,
-    /// Why the delivery starts closed, or that it duplicates an earlier one.
+    /// Reason the delivery starts closed, or a note that it duplicates an earlier one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -143,11 +143,11 @@ pub struct ClaimRequest {
     pub channels: Vec<ChannelClaim>,
 }
 
-/// What to lease for one channel.
+/// Lease request for one channel.
 #[derive(Clone, Debug)]
 pub struct ChannelClaim {
     pub channel: String,
-    /// The most deliveries to lease.
+    /// Maximum number of deliveries to lease.
     pub limit: usize,
     /// How long the lease lasts; past it, the delivery is due again.
     pub lease: Duration,
@@ -167,7 +167,7 @@ pub struct Claimed {
     pub lease_token: i64,
 }
 
-/// How an attempt ended, and what happens next.
+/// Outcome of an attempt and the delivery's next step.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttemptOutcome {
     Delivered {
@@ -269,7 +269,7 @@ pub struct PurgeReport {
     pub dedupe_keys: u64,
 }
 
-/// A store failure. Intake answers 503 to any of them, so the sender retries.
+/// A store failure. Intake responds with 503 to any of them, so the sender retries.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the store is unavailable: {0}")]

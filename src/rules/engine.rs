@@ -395,8 +395,8 @@ fn nothing_planned_reason(
     format!("no channel is available: {}", reasons.join("; "))
 }
 
-/// The dedupe key used when a rule sets none: a hash of type, ID, status, EventTs and the
-/// session time, so that a repeated POST of the same webhook maps to the same key.
+/// Returns the dedupe key used when a rule sets none: a hash of type, ID, status, EventTs
+/// and the session time, so that a repeated POST of the same webhook maps to the same key.
 pub fn default_event_key(event: &Event, fields: &Fields) -> String {
     let mut hasher = Sha256::new();
     for part in [
@@ -416,7 +416,7 @@ pub fn default_event_key(event: &Event, fields: &Fields) -> String {
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The variables templates and expressions see.
+/// Builds the variables that templates and expressions see.
 fn build_context(
     event: &Event,
     fields: &Fields,

@@ -1,4 +1,4 @@
-//! `POST /webhook`: parse, check, decide, commit durably, then answer.
+//! `POST /webhook`: parse, check, decide, commit durably, then respond.
 
 use std::time::Instant;
 
@@ -117,13 +117,13 @@ fn build_intake(
     }
 }
 
-/// The decision as stored with the event: rules, skipped channels and notes, without the
-/// rendered messages, which the deliveries hold.
+/// Builds the decision as stored with the event: rules, skipped channels and warnings,
+/// without the rendered messages, which the deliveries contain.
 fn decision_record(decision: &Decision) -> Value {
     json!({
         "generation": decision.generation,
-        // Rules after the deciding one are left out: their trace only says they were not
-        // evaluated, and the stored record is written for every webhook.
+        // Rules after the deciding one are left out, because their trace only states that
+        // they were not evaluated and the record is written for every webhook.
         "rules": decision.rules.iter().filter(|r| r.verdict != Verdict::NotEvaluated).collect::<Vec<_>>(),
         "skipped": decision.skipped,
         "warnings": decision.warnings,
@@ -254,7 +254,7 @@ fn too_large(state: &AppState, limit: usize) -> Response {
 
 fn unavailable(state: &AppState, event: &Event, error: &StoreError) -> Response {
     state.metrics.count_webhook("unavailable");
-    tracing::error!(webhook_type = %event.webhook_type, status = %event.status, %error, "Cannot commit a webhook; answered 503");
+    tracing::error!(webhook_type = %event.webhook_type, status = %event.status, %error, "Cannot commit a webhook; responded with 503");
     let mut response = json_response(
         StatusCode::SERVICE_UNAVAILABLE,
         json!({"status": "unavailable", "error": format!("the outbox cannot store the event right now ({error}); retry later")}),

@@ -31,9 +31,9 @@ impl MakeRequestId for RandomRequestId {
 }
 
 pub fn router(state: AppState, args: &ServeArgs) -> Router {
-    // Outermost first: a panic anywhere becomes a 500; secrets in headers never reach the
-    // trace; every request gets an id before its span opens; the timeout covers reading the
-    // body and the durable commit, and answers 503 so the sender retries.
+    // Outermost first. A panic anywhere becomes a 500. Secrets in headers never reach the
+    // trace. Every request gets an id before its span opens. The timeout covers reading the
+    // body and the durable commit, and responds with 503 so that the sender retries.
     let middleware = ServiceBuilder::new()
         .layer(CatchPanicLayer::custom(|_| json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"status": "error", "error": "internal error; the request was not accepted, so send it again"}))))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
@@ -69,7 +69,7 @@ pub fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
         .into_response()
 }
 
-/// Liveness: the process answers.
+/// Liveness: the process responds.
 async fn healthz() -> Response {
     json_response(StatusCode::OK, json!({"status": "ok"}))
 }

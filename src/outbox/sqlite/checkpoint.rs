@@ -1,6 +1,6 @@
 //! Background checkpoints. A checkpoint copies pages from the write-ahead log into the
-//! database file; run by the writer at commit (SQLite's default), it stalls every commit
-//! behind it. This thread runs passive checkpoints, which never block the writer, on its own
+//! database file. When the writer runs it at commit (SQLite's default), every commit behind
+//! it waits. This thread runs passive checkpoints, which never block the writer, on its own
 //! connection.
 
 use std::path::PathBuf;

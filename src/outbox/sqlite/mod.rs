@@ -62,7 +62,8 @@ impl SqliteStore {
         })
     }
 
-    /// A random id fixed when the database was created; part of every e-mail `Message-ID`.
+    /// Returns the random id fixed when the database was created, which is part of every
+    /// e-mail `Message-ID`.
     pub fn instance_id(&self) -> &str {
         &self.instance_id
     }

@@ -574,7 +574,7 @@ pub fn release(connection: &Connection, id: i64, lease_token: i64) -> Result<(),
     Ok(())
 }
 
-/// The earliest due time or lease expiry among these channels. Each channel's minimum is one
+/// Returns the earliest due time or lease expiry among these channels. Each channel's minimum is one
 /// index lookup on `(channel, next_attempt_at)`, where one query over every channel would
 /// scan the whole backlog.
 pub fn next_due(

@@ -1,6 +1,6 @@
-//! The writer thread. Callers send operations over a channel; the thread runs as many as are
-//! waiting (up to `MAX_BATCH`) in one transaction, each inside its own savepoint, commits once,
-//! and only then replies to each caller.
+//! The writer thread. Callers send operations over a channel. The thread runs all that are
+//! waiting (up to `MAX_BATCH`) in one transaction, each inside its own savepoint. It commits
+//! once and only then replies to each caller.
 
 use std::path::PathBuf;
 use std::thread;
@@ -20,7 +20,7 @@ const QUEUE_CAPACITY: usize = 8_192;
 /// Replies to one caller once the batch's commit result is known.
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 
-/// How an operation ended inside the batch.
+/// Outcome of one operation inside the batch.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ran {
     Ok,
@@ -159,7 +159,7 @@ fn writer_loop(path: PathBuf, connection: Connection, mut receiver: mpsc::Receiv
         }
 
         // A failed commit (disk full, I/O error) can leave the connection unusable, so the
-        // next batch opens a new one; until that works every batch fails fast.
+        // next batch opens a new one. Until that works, every batch fails fast.
         if connection.is_none() {
             match super::open_connection(&path) {
                 Ok(reopened) => {
