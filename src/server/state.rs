@@ -100,6 +100,16 @@ impl Reloader {
         for notice in &generation.notices {
             tracing::info!(notice = %notice, "Configuration notice");
         }
+        for removed in previous_channels
+            .channels
+            .keys()
+            .filter(|name| !generation.channels.contains_key(*name))
+        {
+            tracing::warn!(
+                channel = %removed,
+                "Channel removed; its pending deliveries stay in the outbox until a channel with this name is configured again"
+            );
+        }
         self.generations.send_replace(generation.clone());
         self.channels.send_replace(channel_set);
         self.metrics.config_generation.set(generation.number as i64);
