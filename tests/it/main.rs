@@ -7,6 +7,7 @@ mod e2e_delivery;
 mod message_headers;
 mod new_type;
 mod outbox_faults;
+mod quiet_hours;
 mod reload;
 mod serve_basics;
 mod slow_clients;
