@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod e2e_delivery;
+mod languages;
 mod message_headers;
 mod new_type;
 mod outbox_faults;
