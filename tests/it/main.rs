@@ -12,6 +12,7 @@ mod quiet_hours;
 mod reload;
 mod serve_basics;
 mod slow_clients;
+mod sms_policies;
 mod store_suite;
 mod support;
 mod support_selftest;
