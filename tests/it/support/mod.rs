@@ -1,6 +1,7 @@
 // Each test module uses only part of these helpers.
 #![allow(dead_code)]
 
+pub mod gateway;
 pub mod herald;
 pub mod http_recorder;
 pub mod payloads;

@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -190,6 +190,19 @@ impl ReceivedMessage {
         Some(decoded)
     }
 
+    /// Returns the display name and address of a header field that contains one mailbox, such
+    /// as `To`, with the display name unquoted or its RFC 2047 encoded-words decoded.
+    ///
+    /// Panics when the field is missing or is not one mailbox, for example when a display
+    /// name with a comma is not quoted and so reads as two mailboxes.
+    pub fn mailbox(&self, name: &str) -> (Option<String>, String) {
+        let value = self
+            .header(name)
+            .unwrap_or_else(|| panic!("the message has no {name} header"));
+        parse_mailbox(&value)
+            .unwrap_or_else(|error| panic!("header {name}: {value:?} is not one mailbox: {error}"))
+    }
+
     /// Returns the top-level media type in lowercase without parameters, such as
     /// `multipart/alternative`, or `text/plain` when Content-Type is missing (RFC 2045).
     pub fn content_type(&self) -> String {
@@ -223,6 +236,10 @@ struct Shared {
     config: SmtpConfig,
     tls_acceptor: Option<TlsAcceptor>,
     messages: Mutex<Vec<ReceivedMessage>>,
+    /// When each accepted message's DATA ended, at the same index as in `messages`.
+    arrival_times: Mutex<Vec<SystemTime>>,
+    /// Messages whose DATA was answered with an injected failure reply.
+    rejected: Mutex<Vec<ReceivedMessage>>,
     failures: Mutex<Vec<FailureRule>>,
     connections_accepted: AtomicUsize,
     starttls_upgrades: AtomicUsize,
@@ -281,6 +298,8 @@ impl SmtpServer {
             config,
             tls_acceptor,
             messages: Mutex::new(Vec::new()),
+            arrival_times: Mutex::new(Vec::new()),
+            rejected: Mutex::new(Vec::new()),
             failures: Mutex::new(Vec::new()),
             connections_accepted: AtomicUsize::new(0),
             starttls_upgrades: AtomicUsize::new(0),
@@ -334,6 +353,19 @@ impl SmtpServer {
     /// Returns a copy of the messages accepted so far, in acceptance order.
     pub fn messages(&self) -> Vec<ReceivedMessage> {
         lock(&self.shared.messages).clone()
+    }
+
+    /// Returns the system time at which each accepted message's DATA ended, in acceptance
+    /// order, so that index `i` belongs to `messages()[i]`.
+    pub fn arrival_times(&self) -> Vec<SystemTime> {
+        let _messages = lock(&self.shared.messages);
+        lock(&self.shared.arrival_times).clone()
+    }
+
+    /// Returns a copy of the messages whose DATA got an injected failure reply from
+    /// `fail_next` or `fail_all`, in order. They are not in `messages()`.
+    pub fn rejected_messages(&self) -> Vec<ReceivedMessage> {
+        lock(&self.shared.rejected).clone()
     }
 
     /// Polls until at least `count` messages arrived and returns all of them.
@@ -1107,15 +1139,6 @@ impl Session {
             .take()
             .expect("DATA is accepted only inside a mail transaction");
 
-        match self.shared.take_failure(Stage::Data) {
-            Some(FailureAction::Reply { code, text }) => {
-                send_reply(connection, code, &text).await?;
-                return Ok(Flow::Continue);
-            }
-            Some(FailureAction::Disconnect) => return Ok(Flow::Close),
-            None => {}
-        }
-
         let message = ReceivedMessage {
             mail_from: transaction.mail_from,
             mail_parameters: transaction.mail_parameters,
@@ -1126,9 +1149,20 @@ impl Session {
             ehlo_domain: self.ehlo_domain.clone().unwrap_or_default(),
             connection_id: self.connection_id,
         };
+        match self.shared.take_failure(Stage::Data) {
+            Some(FailureAction::Reply { code, text }) => {
+                lock(&self.shared.rejected).push(message);
+                send_reply(connection, code, &text).await?;
+                return Ok(Flow::Continue);
+            }
+            Some(FailureAction::Disconnect) => return Ok(Flow::Close),
+            None => {}
+        }
+
         let queue_id = {
             let mut messages = lock(&self.shared.messages);
             messages.push(message);
+            lock(&self.shared.arrival_times).push(SystemTime::now());
             messages.len()
         };
         let delay = *lock(&self.shared.data_reply_delay);
@@ -1504,6 +1538,68 @@ fn decode_charset(charset: &str, bytes: Vec<u8>) -> Result<String, String> {
         "iso-8859-1" | "iso_8859-1" | "latin1" => Ok(bytes.into_iter().map(char::from).collect()),
         _ => Err(format!("unsupported charset {charset:?}")),
     }
+}
+
+/// Parses an unfolded header value that contains one mailbox (RFC 5322 section 3.4): a bare
+/// address, or a display name followed by `<address>`, and returns the display name and the
+/// address.
+///
+/// A display name that starts with `"` must be one quoted-string, which is unquoted. Any other
+/// display name is a phrase of atoms and encoded-words, which are decoded, and which must not
+/// contain the specials that need quoting (`.` is allowed, as RFC 5322 obs-phrase allows it).
+pub fn parse_mailbox(value: &str) -> Result<(Option<String>, String), String> {
+    const SPECIALS: &str = "()<>[]:;@\\,\"";
+    let is_invalid_in_address = |c: char| c.is_whitespace() || (SPECIALS.contains(c) && c != '@');
+    let value = value.trim();
+    let Some(before_close) = value.strip_suffix('>') else {
+        if value.is_empty() || value.contains(is_invalid_in_address) {
+            return Err("the bare address is empty or contains whitespace or specials".to_owned());
+        }
+        return Ok((None, value.to_owned()));
+    };
+    let open = before_close
+        .rfind('<')
+        .ok_or_else(|| "it ends with `>` but has no `<`".to_owned())?;
+    let address = &before_close[open + 1..];
+    if address.is_empty() || address.contains(is_invalid_in_address) {
+        return Err(format!(
+            "the address {address:?} is empty or contains whitespace or specials"
+        ));
+    }
+    let phrase = before_close[..open].trim();
+    if phrase.is_empty() {
+        return Ok((None, address.to_owned()));
+    }
+    if let Some(quoted) = phrase.strip_prefix('"') {
+        let inner = quoted
+            .strip_suffix('"')
+            .ok_or_else(|| "the quoted display name has no closing quote".to_owned())?;
+        return unquote_strict(inner).map(|name| (Some(name), address.to_owned()));
+    }
+    if let Some(special) = phrase.chars().find(|&c| SPECIALS.contains(c)) {
+        return Err(format!(
+            "the unquoted display name contains {special:?}, which must be quoted"
+        ));
+    }
+    decode_rfc2047(phrase).map(|name| (Some(name), address.to_owned()))
+}
+
+/// Removes the backslash escapes of a quoted-string's content, and fails on a `"` that is not
+/// escaped, because that would end the quoted-string early.
+fn unquote_strict(inner: &str) -> Result<String, String> {
+    let mut unquoted = String::with_capacity(inner.len());
+    let mut characters = inner.chars();
+    while let Some(character) = characters.next() {
+        match character {
+            '\\' => match characters.next() {
+                Some(escaped) => unquoted.push(escaped),
+                None => return Err("the quoted display name ends in a backslash".to_owned()),
+            },
+            '"' => return Err("the quoted display name has an unescaped quote inside".to_owned()),
+            other => unquoted.push(other),
+        }
+    }
+    Ok(unquoted)
 }
 
 /// Decodes RFC 2047 encoded-words (`=?charset?B|Q?text?=`) in a header value.
