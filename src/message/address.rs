@@ -36,6 +36,40 @@ pub fn normalize_address(text: &str) -> Result<String, String> {
     Ok(address)
 }
 
+/// Longest display name herald sends, in characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 512;
+
+/// Longest subject herald sends, in characters.
+pub const MAX_SUBJECT_CHARS: usize = 512;
+
+/// Longest run of ASCII characters without a space that a header value keeps.
+const MAX_WORD_CHARS: usize = 200;
+
+/// Cleans a header value (see `clean_header_text`) and cuts it with an ellipsis at `max`
+/// characters and, in plain ASCII text, at the first run of more than 200 characters without
+/// a space. lettre folds ASCII header lines only at spaces, so a longer run could give a line
+/// over the 998 octets that RFC 5322 allows; text with other characters it encodes (RFC 2047)
+/// in short pieces.
+pub fn header_text(text: &str, max: usize) -> String {
+    let cleaned = clean_header_text(text);
+    let limit_words = cleaned.is_ascii();
+    let mut out = String::with_capacity(cleaned.len());
+    let mut kept = 0;
+    let mut word = 0;
+    for c in cleaned.chars() {
+        word = if c == ' ' { 0 } else { word + 1 };
+        if (limit_words && word > MAX_WORD_CHARS) || kept == max {
+            out.pop();
+            out.truncate(out.trim_end().len());
+            out.push('…');
+            return out;
+        }
+        out.push(c);
+        kept += 1;
+    }
+    out
+}
+
 /// Removes control characters (CR, LF, NUL, tabs and the rest) from a header value and
 /// collapses runs of whitespace into one space.
 pub fn clean_header_text(text: &str) -> String {
@@ -60,7 +94,9 @@ pub fn clean_header_text(text: &str) -> String {
 pub fn mailbox(name: Option<&str>, address: &str) -> Result<Mailbox, String> {
     let address =
         Address::from_str(address).map_err(|_| "is not a valid e-mail address".to_string())?;
-    let name = name.map(clean_header_text).filter(|n| !n.is_empty());
+    let name = name
+        .map(|name| header_text(name, MAX_DISPLAY_NAME_CHARS))
+        .filter(|n| !n.is_empty());
     Ok(Mailbox::new(name, address))
 }
 
@@ -143,6 +179,29 @@ mod tests {
                 proptest::prop_assert!(address.is_ascii());
             }
         }
+    }
+
+    #[test]
+    fn long_header_text_is_cut() {
+        assert_eq!(header_text("a b", 5), "a b");
+        assert_eq!(header_text("abcdefgh", 5), "abcd…");
+        assert_eq!(header_text("abc defgh", 5), "abc…");
+        let long_word = "x".repeat(300);
+        assert_eq!(
+            header_text(&format!("Dr {long_word}"), 512),
+            format!("Dr {}…", "x".repeat(199))
+        );
+        let spaced = "José Müller ".repeat(30);
+        assert_eq!(
+            header_text(&spaced, MAX_DISPLAY_NAME_CHARS),
+            spaced.trim_end()
+        );
+        let cjk = "山田太郎医師".repeat(35);
+        assert_eq!(
+            header_text(&cjk, 512),
+            cjk,
+            "non-ASCII text is encoded and folded by lettre"
+        );
     }
 
     #[test]

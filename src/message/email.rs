@@ -4,7 +4,7 @@ use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 
 use super::EmailMessage;
-use super::address::{clean_header_text, mailbox, parse_mailbox};
+use super::address::{MAX_SUBJECT_CHARS, header_text, mailbox, parse_mailbox};
 
 /// Builds the message with its `Message-ID` and a `Date` of now. The text part is sent as
 /// `text/plain`, and with an HTML body both go as `multipart/alternative`. lettre encodes
@@ -17,7 +17,7 @@ pub fn build(email: &EmailMessage, message_id: &str) -> Result<lettre::Message, 
     let mut builder = lettre::Message::builder()
         .from(from)
         .to(to)
-        .subject(clean_header_text(&email.subject))
+        .subject(header_text(&email.subject, MAX_SUBJECT_CHARS))
         .message_id(Some(message_id.to_string()))
         .date_now();
     if let Some(reply_to) = &email.reply_to {
@@ -81,6 +81,29 @@ mod tests {
         );
         assert!(!text.contains("\r\nBcc:"), "{text}");
         assert!(text.contains("multipart/alternative"), "{text}");
+    }
+
+    #[test]
+    fn header_lines_stay_within_998_octets() {
+        let long_run = "x".repeat(1_000);
+        for (name, subject) in [
+            (format!("é{long_run}"), format!("é{long_run}")),
+            (long_run.clone(), long_run.clone()),
+            ("山田".repeat(400), "山田".repeat(400)),
+        ] {
+            let mut email = sample();
+            email.to_name = Some(name);
+            email.subject = subject;
+            let text = String::from_utf8(
+                build(&email, "<herald.a.1@clinic.example>")
+                    .unwrap()
+                    .formatted(),
+            )
+            .unwrap();
+            for line in text.split("\r\n") {
+                assert!(line.len() <= 998, "a line of {} octets", line.len());
+            }
+        }
     }
 
     #[test]

@@ -53,11 +53,8 @@ pub(super) fn apply(
             } else {
                 local.date()
             };
-            let until = end_date
-                .to_datetime(quiet.end)
-                .to_zoned(zone.tz.clone())
-                .map(|zoned| zoned.timestamp())
-                .unwrap_or(now);
+            let until =
+                first_instant_at_or_after(zone, end_date.to_datetime(quiet.end)).unwrap_or(now);
             if let Some(limit) = not_after
                 && until > limit
             {
@@ -73,6 +70,24 @@ pub(super) fn apply(
             }
         }
     }
+}
+
+/// The first instant whose local time is `local` or later. A local time that a daylight
+/// saving change skips (02:30 on a spring-forward night) does not exist, and the first
+/// instant after it is the change itself (03:00 in the new offset).
+fn first_instant_at_or_after(zone: &Zone, local: jiff::civil::DateTime) -> Option<Timestamp> {
+    let ambiguous = zone.tz.to_ambiguous_timestamp(local);
+    if let jiff::tz::AmbiguousOffset::Gap { before, .. } = ambiguous.offset() {
+        // Read with the offset in force before the change, the skipped time lies after the
+        // change, so the change is the last transition before that reading.
+        let past_the_change = before.to_timestamp(local).ok()?;
+        return zone
+            .tz
+            .preceding(past_the_change)
+            .next()
+            .map(|transition| transition.timestamp());
+    }
+    ambiguous.compatible().ok()
 }
 
 fn hh_mm(time: Time) -> String {

@@ -5,7 +5,7 @@ use minijinja::context;
 use super::engine::{EngineError, Evaluation};
 use super::model::{Rule, well_known};
 use crate::config::{ChannelConfig, MessageKind};
-use crate::message::address::clean_header_text;
+use crate::message::address::{MAX_DISPLAY_NAME_CHARS, MAX_SUBJECT_CHARS, header_text};
 use crate::message::{EmailMessage, Message, SmsMessage, WebhookMessage};
 use crate::sms_encoding::{self, LimitOutcome};
 use crate::templates::{Part, RenderError, TemplateSet};
@@ -56,7 +56,9 @@ pub(super) fn render_message(
     let context = context! {
         rule => rule.name.clone(),
         channel => channel.name.clone(),
-        locale => if variant.is_empty() { locale.clone() } else { Some(variant.to_string()) },
+        // The language of the files used: the variant's, or none for the default files, so
+        // that `{{ locale or "en" }}` names the language the message is really in.
+        locale => (!variant.is_empty()).then(|| variant.to_string()),
         ..evaluation.context.clone()
     };
     let render = |part: Part| {
@@ -84,8 +86,8 @@ pub(super) fn render_message(
                 to_name: evaluation
                     .fields
                     .value(well_known::NAME)
-                    .map(clean_header_text),
-                subject: clean_header_text(&render(Part::EmailSubject)?),
+                    .map(|name| header_text(name, MAX_DISPLAY_NAME_CHARS)),
+                subject: header_text(&render(Part::EmailSubject)?, MAX_SUBJECT_CHARS),
                 text: render(Part::EmailText)?,
                 html,
             })

@@ -200,10 +200,9 @@ async fn unknown_language_falls_back_to_english() {
 }
 
 #[tokio::test]
-#[ignore = "bug: the English fallback for RecipientLanguage fr says <html lang=\"fr\">"]
 async fn english_fallback_declares_english() {
-    // Observed: templates see `locale` = "fr" when no variant matched, so the layout's
-    // `<html lang="{{ locale or "en" }}">` labels the English text as French.
+    // Templates see `locale` only when a variant was chosen, so the layout's
+    // `<html lang="{{ locale or "en" }}">` labels the English fallback as English.
     let case = "RecipientLanguage fr";
     let payload = invite().with("RecipientLanguage", "fr");
     let (email, _) = send(ConfigDir::defaults(), &payload, case).await;
