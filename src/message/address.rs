@@ -54,9 +54,8 @@ pub fn header_text(text: &str, max: usize) -> String {
     let cleaned = clean_header_text(text);
     let limit_words = cleaned.is_ascii();
     let mut out = String::with_capacity(cleaned.len());
-    let mut kept = 0;
     let mut word = 0;
-    for c in cleaned.chars() {
+    for (kept, c) in cleaned.chars().enumerate() {
         word = if c == ' ' { 0 } else { word + 1 };
         if (limit_words && word > MAX_WORD_CHARS) || kept == max {
             out.pop();
@@ -65,7 +64,6 @@ pub fn header_text(text: &str, max: usize) -> String {
             return out;
         }
         out.push(c);
-        kept += 1;
     }
     out
 }
