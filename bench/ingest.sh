@@ -2,7 +2,9 @@
 # Ingest throughput and latency: wrk POSTs a new Invite per request (bench/unique-invite.lua)
 # to herald, which commits each event with two rendered deliveries before answering, while
 # its dispatcher sends them to postfix's smtp-sink and to bench/http-sink.
-# usage: bench/ingest.sh [CONNS=64] [SECS=10] [RUNS=3]
+# With DISPATCH=off the channels are throttled to one send per 1,000 s, so the run measures
+# intake alone: parse, schema check, rules, rendering and the durable commit.
+# usage: [DISPATCH=off] bench/ingest.sh [CONNS=64] [SECS=10] [RUNS=3]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 conns=${1:-64}; secs=${2:-10}; runs=${3:-3}
@@ -14,12 +16,16 @@ build_all
 /usr/sbin/smtp-sink -u nobody -c -m 2000 "127.0.0.1:$smtp_port" 4096 >"$tmp/sink" 2>&1 & pids+=($!)
 "$HTTP_SINK" "127.0.0.1:$sms_port" 1000000000 & pids+=($!)
 wait_port "$smtp_port"; wait_port "$sms_port"
-make_config "$tmp/config"
+if [ "${DISPATCH:-on}" = off ]; then
+  make_config "$tmp/config" "s/    on_missing_env: file/    on_missing_env: file\n    rate_limit: 0.001/"
+else
+  make_config "$tmp/config"
+fi
 start_herald "$tmp/config" "$tmp/data" "$port" "$smtp_port" "$sms_port"; herald=$!; pids+=("$herald")
 wait_port "$port"
 
 wrk_run() { TZ=America/Los_Angeles wrk -t 2 -c "$conns" -d "$1" --latency -s "$BENCH_DIR/unique-invite.lua" "http://127.0.0.1:$port/webhook"; }
-echo "# $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); herald $(git -C "$REPO_DIR" rev-parse --short HEAD); c=$conns ${secs}s"
+echo "# $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); herald $(git -C "$REPO_DIR" rev-parse --short HEAD); c=$conns ${secs}s dispatch=${DISPATCH:-on}"
 wrk_run 2s >/dev/null
 echo "run req_per_s p50_ms p99_ms non2xx_or_errors herald_cpu_s herald_rss_mib"
 for r in $(seq "$runs"); do

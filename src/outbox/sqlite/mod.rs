@@ -82,8 +82,8 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
              PRAGMA busy_timeout = 5000;
-             PRAGMA cache_size = -16384;
-             PRAGMA wal_autocheckpoint = 16384;",
+             PRAGMA cache_size = -8192;
+             PRAGMA wal_autocheckpoint = 1000;",
         )
         .map_err(unavailable)?;
     Ok(connection)
