@@ -82,7 +82,7 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
              PRAGMA busy_timeout = 5000;
-             PRAGMA cache_size = -8192;
+             PRAGMA cache_size = -4096;
              PRAGMA wal_autocheckpoint = 1000;",
         )
         .map_err(unavailable)?;
