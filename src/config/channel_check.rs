@@ -203,6 +203,7 @@ pub(super) fn check_channel(
             &settings,
             channel_line,
             context,
+            concurrency,
             &mut problems,
         )?
     };
@@ -404,6 +405,7 @@ fn build_transport(
     settings: &ExpandedSettings,
     channel_line: u64,
     context: &ChannelContext<'_>,
+    concurrency: usize,
     problems: &mut Problems<'_>,
 ) -> Option<Transport> {
     let Some((url, url_line)) = settings.url.clone() else {
@@ -435,7 +437,7 @@ fn build_transport(
                     .pool_size
                     .as_ref()
                     .map(|p| p.value)
-                    .unwrap_or(4)
+                    .unwrap_or(concurrency as u32)
                     .max(1);
                 Some(Transport::Smtp(smtp))
             }

@@ -83,6 +83,7 @@ pub struct SmtpSettings {
     /// A PEM file of extra certificates to trust, such as a private relay's CA.
     pub tls_ca_file: Option<PathBuf>,
     pub hello_name: Option<String>,
+    /// Idle connections kept open for reuse.
     pub pool_size: u32,
 }
 

@@ -518,3 +518,93 @@ async fn deliveries_command_lists_retries_and_cancels() {
     );
     drop(herald);
 }
+
+#[tokio::test]
+async fn smtp_connections_are_reused() {
+    let smtp = SmtpServer::start(SmtpConfig::default()).await;
+    let config = email_only_config();
+    let data = tempfile::tempdir().unwrap();
+    let herald = Herald::start(smtp_options(&config, data.path(), &smtp)).await;
+    for id in 0..3 {
+        assert_eq!(herald.post(&invite(300 + id)).await.status, 202);
+        smtp.wait_for_messages(id as usize + 1, WAIT).await;
+    }
+    assert_eq!(
+        smtp.connections_accepted(),
+        1,
+        "three e-mails over one pooled connection"
+    );
+}
+
+#[tokio::test]
+async fn smtps_with_auth_delivers_over_tls() {
+    let smtp =
+        SmtpServer::start(SmtpConfig::implicit_tls().with_credentials("clinic", "p@ss word")).await;
+    let certificate_dir = tempfile::tempdir().unwrap();
+    let certificate = smtp.write_certificate_pem(certificate_dir.path());
+    let config = email_only_config();
+    let data = tempfile::tempdir().unwrap();
+    let herald = Herald::start(
+        Options::new(config.path(), data.path())
+            .env(
+                "SMTP_URL",
+                format!("smtps://clinic:p%40ss%20word@localhost:{}", smtp.port()),
+            )
+            .env("SMTP_CA_FILE", certificate.to_str().unwrap()),
+    )
+    .await;
+    assert_eq!(herald.post(&invite(400)).await.status, 202);
+    let messages = smtp.wait_for_messages(1, WAIT).await;
+    assert!(messages[0].tls, "the message came over TLS");
+    assert_eq!(
+        messages[0].auth_user.as_deref(),
+        Some("clinic"),
+        "AUTH user"
+    );
+    assert!(
+        !herald.logs().join("\n").contains("p@ss word"),
+        "the password is not logged"
+    );
+}
+
+#[tokio::test]
+async fn starttls_required_but_not_offered_is_retried() {
+    let smtp = SmtpServer::start(SmtpConfig::default()).await;
+    let config = email_only_config();
+    let data = tempfile::tempdir().unwrap();
+    let herald = Herald::start(Options::new(config.path(), data.path()).env(
+        "SMTP_URL",
+        format!("smtp://127.0.0.1:{}?tls=required", smtp.port()),
+    ))
+    .await;
+    let reply = herald.post(&invite(500)).await;
+    let id = reply.body["deliveries"][0]["id"].as_i64().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let detail = loop {
+        let detail = cli_json(&[
+            "deliveries",
+            "--data-dir",
+            data_dir,
+            "show",
+            &id.to_string(),
+            "--format",
+            "json",
+        ]);
+        if !detail["attempts"].as_array().unwrap().is_empty() {
+            break detail;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no attempt: {detail:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(detail["attempts"][0]["outcome"], "transient");
+    assert_eq!(
+        detail["attempts"][0]["error"],
+        "SMTP: the server does not offer STARTTLS, which the channel's URL requires (tls=required)"
+    );
+    assert!(smtp.messages().is_empty(), "nothing goes out in clear");
+    drop(herald);
+}
