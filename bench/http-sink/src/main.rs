@@ -1,5 +1,7 @@
-//! Answers every request with `201 {"sid":"SM…"}` after reading its body, counts requests, and
-//! exits once it has answered the count given as its second argument.
+//! Responds to every request with `201 {"sid":"SM…"}` after reading its body, counts requests,
+//! and exits once it has responded to the count given as its second argument. It stands in
+//! for an SMS provider in the delivery benchmark, and as a server that does no work beside
+//! herald in the ingest benchmark.
 //! usage: http-sink ADDR COUNT
 
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut args = std::env::args().skip(1);
     let addr = args.next().expect("usage: http-sink ADDR COUNT");
