@@ -48,6 +48,6 @@ echo "server run req_per_s p50_ms p99_ms non2xx_or_errors cpu_s rss_mib"
 baseline_port=8095
 "$HTTP_SINK" "127.0.0.1:$baseline_port" 1000000000 & baseline=$!; pids+=("$baseline")
 wait_port "$baseline_port"
-load bare-hyper "$baseline_port" "$baseline"
+load no-work "$baseline_port" "$baseline"
 stop_pid "$baseline"
 load herald "$port" "$herald"
