@@ -584,6 +584,33 @@ async fn kill_during_burst_loses_no_accepted_event() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Sends that were in flight at the kill are sent again once their lease (twice the 3 s
+    // timeout, plus 5 s) runs out; wait until nothing is pending or being sent.
+    let data_dir = data.path().to_str().unwrap().to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, open, _) = run_cli(
+            &[
+                "deliveries",
+                "--data-dir",
+                &data_dir,
+                "list",
+                "--status",
+                "pending,sending",
+                "--format",
+                "json",
+            ],
+            &[],
+        );
+        if open.trim().is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deliveries still open: {open}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let messages = smtp.messages();
     let distinct: std::collections::BTreeSet<String> = messages
         .iter()
