@@ -183,7 +183,8 @@ fn new_environment(settings: &FilterSettings) -> Environment<'static> {
 }
 
 /// Writes a value into the output. A `none` value in text or HTML output is an error, because
-/// it would print as "none" in a patient's message; JSON output writes it as `null`.
+/// it would print as "none" in a patient's message; JSON output writes it as `null`. HTML
+/// escaping leaves `/` alone (minijinja escapes it as `&#x2f;`), so links read as written.
 fn format_value(
     out: &mut minijinja::Output,
     state: &mut minijinja::State,
@@ -194,6 +195,23 @@ fn format_value(
             ErrorKind::InvalidOperation,
             "a value is none (an empty or missing optional field); test it with {% if %} or use `or` to give a fallback",
         ));
+    }
+    if matches!(state.auto_escape(), AutoEscape::Html) && !value.is_safe() {
+        let text = value.to_string();
+        let mut escaped = String::with_capacity(text.len());
+        for c in text.chars() {
+            match c {
+                '&' => escaped.push_str("&amp;"),
+                '<' => escaped.push_str("&lt;"),
+                '>' => escaped.push_str("&gt;"),
+                '"' => escaped.push_str("&quot;"),
+                '\'' => escaped.push_str("&#x27;"),
+                other => escaped.push(other),
+            }
+        }
+        return out.write_str(&escaped).map_err(|_| {
+            minijinja::Error::new(ErrorKind::WriteFailure, "cannot write the template output")
+        });
     }
     minijinja::escape_formatter(out, state, value)
 }
