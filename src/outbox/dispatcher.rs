@@ -232,18 +232,23 @@ impl Dispatcher {
                 true,
             );
         }
-        if delivery.attempt >= policy.max_attempts {
+        if delivery.budget_attempt >= policy.max_attempts {
             return (
                 AttemptOutcome::Failed {
                     error: format!(
                         "gave up after {} attempts; last error: {}",
-                        delivery.attempt, error.message
+                        delivery.budget_attempt, error.message
                     ),
                 },
                 true,
             );
         }
-        let delay = backoff(policy, delivery.attempt, error.retry_after, fastrand::f64());
+        let delay = backoff(
+            policy,
+            delivery.budget_attempt,
+            error.retry_after,
+            fastrand::f64(),
+        );
         let retry_at = Timestamp::now()
             .checked_add(jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX))
             .unwrap_or(Timestamp::MAX);

@@ -160,8 +160,11 @@ pub struct Claimed {
     pub event_id: i64,
     pub channel: String,
     pub message: Message,
-    /// Attempts so far, this one included.
+    /// Attempts so far, this one included; numbers the attempt in the history and the logs.
     pub attempt: u32,
+    /// Attempts since the retry budget last began (at creation or an operator's retry), this
+    /// one included; the retry policy's `max_attempts` limits this count.
+    pub budget_attempt: u32,
     pub created_at: Timestamp,
     pub not_after: Option<Timestamp>,
     pub lease_token: i64,

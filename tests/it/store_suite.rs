@@ -647,6 +647,77 @@ async fn expired_at_intake_is_stored_closed() {
     }
 }
 
+#[tokio::test]
+async fn operator_retry_restarts_the_budget_but_keeps_numbering() {
+    for subject in stores() {
+        let now = at("2026-01-01T10:00:00Z");
+        let store = &subject.store;
+        accepted(
+            store
+                .commit(intake("e", now, vec![delivery("sms", "a")]))
+                .await
+                .unwrap(),
+        );
+        let first = store
+            .claim(claim_request(now, &[("sms", 1)]))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            (first.attempt, first.budget_attempt),
+            (1, 1),
+            "{}",
+            subject.name
+        );
+        store
+            .finish(AttemptReport {
+                id: first.id,
+                lease_token: first.lease_token,
+                started_at: now,
+                finished_at: plus(now, 1),
+                outcome: AttemptOutcome::Failed {
+                    error: "550 mailbox unavailable".into(),
+                },
+                sent: true,
+            })
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store.retry(first.id, plus(now, 60)).await.unwrap(),
+            Change::Done,
+            "{}",
+            subject.name
+        );
+        let second = store
+            .claim(claim_request(plus(now, 60), &[("sms", 1)]))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            (second.attempt, second.budget_attempt),
+            (2, 1),
+            "{}",
+            subject.name
+        );
+        store
+            .finish(AttemptReport {
+                id: second.id,
+                lease_token: second.lease_token,
+                started_at: plus(now, 60),
+                finished_at: plus(now, 61),
+                outcome: AttemptOutcome::Delivered { provider_id: None },
+                sent: true,
+            })
+            .await
+            .unwrap();
+        let detail = store.delivery(first.id).await.unwrap().unwrap();
+        let numbers: Vec<u32> = detail.attempts.iter().map(|a| a.number).collect();
+        assert_eq!(numbers, [1, 2], "{}", subject.name);
+        assert_eq!(detail.summary.attempts, 2, "{}", subject.name);
+    }
+}
+
 fn session_delivery(key: &str, session: Timestamp) -> NewDelivery {
     let mut d = delivery("sms", key);
     d.supersede_key = Some("183765/24403".into());

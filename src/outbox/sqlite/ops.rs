@@ -398,7 +398,7 @@ pub fn claim(
              WHERE id IN (SELECT id FROM deliveries
                           WHERE state = 'pending' AND channel = ?3 AND next_attempt_at <= ?4
                           ORDER BY next_attempt_at, id LIMIT ?5)
-             RETURNING id, event_id, channel, message, attempts, created_at, not_after",
+             RETURNING id, event_id, channel, message, attempts, budget_start, created_at, not_after",
         )?;
         let rows = statement.query_map(
             params![lease_until, token, channel, now, *limit as i64],
@@ -410,12 +410,14 @@ pub fn claim(
                     row.get::<_, String>(3)?,
                     row.get::<_, i64>(4)?,
                     row.get::<_, i64>(5)?,
-                    row.get::<_, Option<i64>>(6)?,
+                    row.get::<_, i64>(6)?,
+                    row.get::<_, Option<i64>>(7)?,
                 ))
             },
         )?;
         for row in rows {
-            let (id, event_id, channel, message, attempts, created_at, not_after) = row?;
+            let (id, event_id, channel, message, attempts, budget_start, created_at, not_after) =
+                row?;
             let message: Message = serde_json::from_str(&message).map_err(conversion)?;
             claimed.push(Claimed {
                 id,
@@ -423,6 +425,7 @@ pub fn claim(
                 channel,
                 message,
                 attempt: attempts as u32 + 1,
+                budget_attempt: (attempts - budget_start).max(0) as u32 + 1,
                 created_at: from_millis(created_at)?,
                 not_after: optional_millis(not_after)?,
                 lease_token: token,
@@ -750,12 +753,13 @@ pub fn retry(connection: &Connection, id: i64, now: Timestamp) -> Result<Change,
     if state == DeliveryState::Sending {
         return Ok(Change::NotAllowed(state));
     }
-    // The attempt budget restarts: attempts made so far stay in the history, but the counter
-    // that the retry policy reads goes back to zero, and the age limit counts from now.
+    // The attempt budget restarts: attempts made so far stay in the history and keep their
+    // numbers, the retry policy counts only attempts after budget_start, and the age limit
+    // counts from now.
     connection
         .prepare_cached(
             "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, closed_at = NULL, supersede_reason = NULL,
-                                   reason = 'retried by an operator', attempts = 0, created_at = ?2
+                                   reason = 'retried by an operator', budget_start = attempts, created_at = ?2
              WHERE id = ?1",
         )?
         .execute(params![id, millis(now)])?;

@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     created_at      INTEGER NOT NULL,
     next_attempt_at INTEGER NOT NULL,
     attempts        INTEGER NOT NULL DEFAULT 0,
+    -- Attempts made before the current retry budget began; an operator's retry sets it to
+    -- attempts, so the history keeps counting while the retry policy starts over.
+    budget_start    INTEGER NOT NULL DEFAULT 0,
     lease_until     INTEGER,
     lease_token     INTEGER,
     closed_at       INTEGER,
