@@ -50,7 +50,10 @@ impl Reloader {
     pub async fn reload(&self) {
         let current = self.generations.borrow().clone();
         let number = current.number + 1;
-        tracing::info!(generation = number, "Reloading configuration (SIGHUP)");
+        tracing::info!(
+            current_generation = current.number,
+            "Reloading configuration (SIGHUP)"
+        );
         let config_dir = self.config_dir.clone();
         let data_dir = self.data_dir.clone();
         let loaded = tokio::task::spawn_blocking(move || {
